@@ -1,0 +1,183 @@
+"""Batches of raw Kafka records in, signals and dead letters out.
+
+This is the whole detector minus Kafka: the Faust agent hands it records and
+publishes what it returns. One engine per input partition keeps each
+partition's lines together, so state can later move with its partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from time import time
+from typing import NamedTuple
+
+import orjson
+
+from tollguard.app.metrics import Metrics
+from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
+from tollguard.engine.events import CallEvent
+from tollguard.numbering import DestinationTable, DialPlan
+from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
+
+
+class RawRecord(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What one batch asks the shell to publish, as (key, value) pairs."""
+
+    control: list[tuple[bytes, bytes]] = field(default_factory=list)
+    blocks: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadletter: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    signals: list[ControlSignal] = field(default_factory=list)
+
+
+def dead_letter(record: RawRecord, reason: str, error: str) -> bytes:
+    raw = record.value or b""
+    return orjson.dumps(
+        {
+            "reason": reason,
+            "error": error,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "raw": raw.decode("utf-8", errors="backslashreplace"),
+        }
+    )
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        pack: RulePack,
+        dial_plans: dict[str, DialPlan],
+        destinations: DestinationTable,
+        metrics: Metrics,
+        lateness_ms: int = 60_000,
+        max_event_bytes: int = 64 * 1024,
+    ) -> None:
+        self.dial_plans = dial_plans
+        self.destinations = destinations
+        self.metrics = metrics
+        self.engine_config = EngineConfig(lateness_ms=lateness_ms)
+        self.max_event_bytes = max_event_bytes
+        self.engines: dict[int, Engine] = {}
+        self.pack = pack
+        self.parser = self._parser(pack)
+        metrics.set_rules_version(pack.version)
+
+    def _parser(self, pack: RulePack) -> EventParser:
+        plan = self.dial_plans.get(pack.dial_plan)
+        if plan is None:
+            known = ", ".join(sorted(self.dial_plans))
+            raise ValueError(
+                f"rule pack {pack.name} names unknown dial plan {pack.dial_plan!r}; known: {known}"
+            )
+        return EventParser(plan, self.destinations, self.max_event_bytes)
+
+    def set_pack(self, pack: RulePack) -> None:
+        """Apply a new rule pack to every engine; raises without change if unusable."""
+        parser = self._parser(pack)
+        self.pack, self.parser = pack, parser
+        for engine in self.engines.values():
+            engine.set_pack(pack)
+        self.metrics.set_rules_version(pack.version)
+
+    def engine(self, partition: int) -> Engine:
+        engine = self.engines.get(partition)
+        if engine is None:
+            engine = self.engines[partition] = Engine(self.pack, self.engine_config)
+        return engine
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self.engines.pop(p, None)
+
+    def process(self, records: Iterable[RawRecord], now_ms: int) -> Outputs:
+        out = Outputs()
+        signals = out.signals
+        parse = self.parser.parse
+        by_type: dict[str, int] = {}
+        rejected: dict[str, int] = {}
+        by_country: dict[str, int] = {}
+        lags: list[float] = []
+        duplicates = 0
+        engine: Engine | None = None
+        engine_partition = -1
+        for record in records:
+            try:
+                event = parse(record.value)
+            except EventError as exc:
+                rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+                out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
+                continue
+            if record.partition != engine_partition:
+                engine = self.engine(record.partition)
+                engine_partition = record.partition
+            assert engine is not None
+            verdict = engine.process(event, signals)
+            if verdict is not None:
+                if verdict == "duplicate":
+                    duplicates += 1
+                else:
+                    rejected[verdict] = rejected.get(verdict, 0) + 1
+                    out.deadletter.append(
+                        (record.key, dead_letter(record, verdict, _late_detail(event)))
+                    )
+                continue
+            by_type[event.type] = by_type.get(event.type, 0) + 1
+            lags.append(now_ms - event.ts_ms)
+            if event.international and event.dest is not None:
+                code = event.dest.country_code
+                by_country[code] = by_country.get(code, 0) + 1
+        self._publish(signals, out)
+        m = self.metrics
+        for etype, n in by_type.items():
+            m.events.labels(type=etype).inc(n)
+        for reason, n in rejected.items():
+            m.rejected.labels(reason=reason).inc(n)
+        for code, n in by_country.items():
+            m.destination_calls.labels(country=code).inc(n)
+        if duplicates:
+            m.duplicates.inc(duplicates)
+        m.event_lag.observe_many(lag / 1000 for lag in lags)
+        return out
+
+    def expire(self, now_ms: int) -> Outputs:
+        """Lift blocks whose TTL has passed; `now_ms` is the later of wall and event time."""
+        out = Outputs()
+        for engine in self.engines.values():
+            out.signals.extend(engine.expire(max(now_ms, engine.max_ts)))
+        self._publish(out.signals, out)
+        return out
+
+    def _publish(self, signals: list[ControlSignal], out: Outputs) -> None:
+        if not signals:
+            return
+        issued = int(time() * 1000)
+        m = self.metrics
+        for s in signals:
+            key = s.line_id.encode()
+            value = s.encode(issued)
+            out.control.append((key, value))
+            if s.action in (BLOCK, UNBLOCK):
+                out.blocks.append((key, value))
+            m.signals.labels(
+                action=s.action, rule=s.rule_id or "", severity=s.severity, mode=s.mode
+            ).inc()
+
+    def refresh_gauges(self) -> None:
+        m = self.metrics
+        m.tracked_lines.set(sum(len(e.lines) for e in self.engines.values()))
+        m.active_blocks.set(sum(e.active_blocks() for e in self.engines.values()))
+
+
+def _late_detail(event: CallEvent) -> str:
+    return f"event for line {event.line_id!r} is older than the allowed lateness"

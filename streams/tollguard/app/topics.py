@@ -1,0 +1,33 @@
+"""The topics tollguard reads and writes (SPEC section 1), created up front.
+
+Creating them before Faust starts means partition counts and compaction are
+tollguard's decision, not a broker default, and an unreachable broker is
+reported before any worker machinery spins up.
+"""
+
+from __future__ import annotations
+
+from tollguard.brokers.admin import TopicSpec, ensure_topics
+from tollguard.config import Settings
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    n = settings.event_partitions
+    return [
+        TopicSpec(settings.topic_events, n),
+        TopicSpec(settings.topic_control, n),
+        TopicSpec(settings.topic_blocks, n, compacted=True),
+        TopicSpec(settings.topic_rules, 1, compacted=True),
+        TopicSpec(settings.topic_deadletter, n),
+    ]
+
+
+def ensure_tollguard_topics(settings: Settings, timeout: float = 30.0) -> None:
+    try:
+        ensure_topics(settings.bootstrap, topic_specs(settings), timeout=timeout)
+    except Exception as exc:
+        raise SystemExit(
+            f"tollguard: cannot prepare topics on Kafka at {settings.broker}: {exc}\n"
+            "Check that the broker is running and set TOLLGUARD_BROKER=kafka://host:port "
+            "(or run `tollguard demo` for an embedded broker)."
+        ) from None

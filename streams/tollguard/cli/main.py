@@ -1,0 +1,126 @@
+"""The `tollguard` command (SPEC section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tollguard.config import load_settings
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from tollguard.app.topics import ensure_tollguard_topics
+    from tollguard.app.worker import create_app
+
+    settings = load_settings(
+        args.config, broker=args.broker, rules=args.rules, web_port=args.web_port
+    )
+    ensure_tollguard_topics(settings)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tollguard.rulepacks import RulePackError, load_pack
+
+    failed = False
+    for name in args.files:
+        try:
+            pack = load_pack(Path(name))
+        except RulePackError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            continue
+        print(f"{name}: ok (pack {pack.name}, version {pack.version}, {len(pack.rules)} rules)")
+    return 1 if failed else 0
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from tollguard.cli.backtest import run_backtest
+
+    settings = load_settings(args.config, rules=args.rules)
+    return run_backtest(args.files, settings, args.output)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from tollguard.cli.simulate import run_simulate
+
+    settings = load_settings(args.config, broker=args.broker)
+    return run_simulate(args, settings)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tollguard.cli.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tollguard",
+        description="Real-time toll-fraud (IRSF) detector for IP telephony on Kafka.",
+        epilog="Settings come from TOLLGUARD_* environment variables or --config FILE.",
+    )
+    parser.add_argument("--config", help="YAML file of settings (see README)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", help="run the detector against the configured Kafka")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.add_argument("--rules", help="rule pack file (env TOLLGUARD_RULES)")
+    p.add_argument("--web-port", type=int, help="port of /metrics (env TOLLGUARD_WEB_PORT)")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("demo", help="embedded broker + worker + a replayed attack, live")
+    p.add_argument("--speed", type=float, default=900.0, help="event-time speed-up (default 900x)")
+    p.add_argument("--attack-calls", type=int, default=400, help="attack calls to replay")
+    p.add_argument("--lines", type=int, default=200, help="ordinary lines in the background")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("simulate", help="produce ordinary traffic and an attack to Kafka or a file")
+    p.add_argument("scenario", choices=["seed-attack", "background"], help="what to generate")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.add_argument("--out", help="write JSONL to this file instead of Kafka")
+    p.add_argument("--truth", help="write ground truth (attacked lines, start) as JSON here")
+    p.add_argument("--lines", type=int, default=200)
+    p.add_argument("--hours", type=float, default=2.0, help="event-time span of the traffic")
+    p.add_argument("--attack-calls", type=int, default=300)
+    p.add_argument(
+        "--speed", type=float, default=0.0, help="replay speed-up; 0 = as fast as possible"
+    )
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("backtest", help="run the engine offline over recorded JSONL events")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--rules", help="rule pack file (env TOLLGUARD_RULES)")
+    p.add_argument("--output", help="write the JSON report here (default: stdout)")
+    p.set_defaults(func=_backtest)
+
+    rules = sub.add_parser("rules", help="rule packs").add_subparsers(
+        dest="rules_cmd", required=True
+    )
+    p = rules.add_parser("check", help="validate rule pack files; errors as file:line: reason")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=_rules_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""The pure detection core: no I/O, no clocks, no Kafka."""
+
+from tollguard.engine.engine import Engine, EngineConfig, LineState
+from tollguard.engine.events import CallEvent, EventError, EventParser
+from tollguard.engine.rules import CountRule, RulePack
+
+__all__ = [
+    "CallEvent",
+    "CountRule",
+    "Engine",
+    "EngineConfig",
+    "EventError",
+    "EventParser",
+    "LineState",
+    "RulePack",
+]

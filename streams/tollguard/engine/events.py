@@ -1,0 +1,216 @@
+"""Call events (SPEC section 2): parsing and validation from raw Kafka bytes.
+
+Parsing is the only place that decides whether an input is usable, so every
+rejection carries one reason from a small fixed set: the reason becomes a
+Prometheus label and a dead-letter field, and both must stay bounded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from tollguard.numbering import Destination, DestinationTable, DialPlan
+
+SETUP: Final = "setup"
+ANSWER: Final = "answer"
+RELEASE: Final = "release"
+EVENT_TYPES: Final = frozenset({SETUP, ANSWER, RELEASE})
+
+# Every reason an event can be rejected for; the set is closed on purpose.
+REJECT_REASONS: Final = (
+    "oversize",
+    "bad_json",
+    "not_object",
+    "bad_version",
+    "missing_field",
+    "bad_type",
+    "bad_value",
+    "bad_timestamp",
+    "bad_number",
+    "late",
+)
+
+# Event times outside this range are typos or unit mix-ups (seconds vs ms).
+MIN_TS_MS: Final = 946_684_800_000  # 2000-01-01
+MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01
+
+DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
+
+
+class EventError(ValueError):
+    """An input that cannot become a call event; `reason` is one of REJECT_REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class CallEvent:
+    """A validated call event with its dialled number resolved to a destination."""
+
+    type: str
+    call_id: str
+    ts_ms: int
+    line_id: str
+    tenant: str | None = None
+    caller: str | None = None
+    callee: str | None = None
+    e164: str | None = None
+    dest: Destination | None = None
+    international: bool = False
+    src_ip: str | None = None
+    trunk_id: str | None = None
+    duration_s: float | None = None
+
+
+def parse_timestamp(value: Any) -> int:
+    """Epoch milliseconds from an RFC 3339 string or an epoch-millisecond number."""
+    if isinstance(value, bool):
+        raise EventError("bad_timestamp", "ts must be RFC 3339 or epoch milliseconds")
+    if isinstance(value, int):
+        ts = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise EventError("bad_timestamp", "ts is not a finite number")
+        ts = int(value)
+    elif isinstance(value, str):
+        ts = _parse_rfc3339(value)
+    else:
+        raise EventError("bad_timestamp", "ts must be RFC 3339 or epoch milliseconds")
+    if not MIN_TS_MS <= ts < MAX_TS_MS:
+        raise EventError("bad_timestamp", f"ts {value!r} is outside 2000..2100")
+    return ts
+
+
+def _parse_rfc3339(text: str) -> int:
+    if len(text) > 40:
+        raise EventError("bad_timestamp", "ts string is too long")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise EventError("bad_timestamp", f"ts {text[:40]!r} is not RFC 3339") from None
+    if parsed.tzinfo is None:
+        raise EventError("bad_timestamp", f"ts {text!r} has no UTC offset")
+    return int(parsed.timestamp() * 1000)
+
+
+def _opt_str(obj: dict[str, Any], name: str, limit: int) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError("bad_type", f"{name} must be a string")
+    if len(value) > limit:
+        raise EventError("bad_value", f"{name} is longer than {limit} characters")
+    return value
+
+
+def _req_str(obj: dict[str, Any], name: str, limit: int) -> str:
+    value = obj.get(name)
+    if value is None:
+        raise EventError("missing_field", f"{name} is required")
+    if not isinstance(value, str):
+        raise EventError("bad_type", f"{name} must be a string")
+    if not 1 <= len(value) <= limit:
+        raise EventError("bad_value", f"{name} must be 1..{limit} characters")
+    return value
+
+
+class EventParser:
+    """Turns raw bytes into resolved call events under one dial plan.
+
+    Number normalisation happens here rather than in the rules, so a dialled
+    number that means nothing is rejected once, with a reason, before any rule
+    sees it.
+    """
+
+    __slots__ = ("destinations", "dial_plan", "max_bytes")
+
+    def __init__(
+        self,
+        dial_plan: DialPlan,
+        destinations: DestinationTable,
+        max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        self.dial_plan = dial_plan
+        self.destinations = destinations
+        self.max_bytes = max_bytes
+
+    def parse(self, raw: bytes | None) -> CallEvent:
+        if raw is None:
+            raise EventError("bad_json", "empty message (tombstone)")
+        if len(raw) > self.max_bytes:
+            raise EventError("oversize", f"{len(raw)} bytes, limit {self.max_bytes}")
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise EventError("bad_json", str(exc)[:200]) from None
+        if not isinstance(obj, dict):
+            raise EventError("not_object", "an event must be a JSON object")
+        return self.from_dict(obj)
+
+    def from_dict(self, obj: dict[str, Any]) -> CallEvent:
+        version = obj.get("v", 1)
+        if version != 1 or isinstance(version, bool):
+            raise EventError("bad_version", f"unsupported schema version {version!r}")
+        etype = obj.get("type", SETUP)
+        if etype not in EVENT_TYPES:
+            raise EventError("bad_value", "type must be one of setup, answer, release")
+        call_id = _req_str(obj, "call_id", 256)
+        line_id = _req_str(obj, "line_id", 128)
+        if "ts" not in obj:
+            raise EventError("missing_field", "ts is required")
+        ts_ms = parse_timestamp(obj["ts"])
+        event = CallEvent(
+            type=etype,
+            call_id=call_id,
+            ts_ms=ts_ms,
+            line_id=line_id,
+            tenant=_opt_str(obj, "tenant", 128),
+            caller=_opt_str(obj, "caller", 64),
+            src_ip=_opt_str(obj, "src_ip", 64),
+            trunk_id=_opt_str(obj, "trunk_id", 128),
+        )
+        callee = obj.get("callee")
+        if callee is not None:
+            if not isinstance(callee, str):
+                raise EventError("bad_type", "callee must be a string")
+            self._resolve(event, callee)
+        elif etype == SETUP:
+            raise EventError("missing_field", "callee is required for setup events")
+        duration = obj.get("duration_s")
+        if duration is not None:
+            if isinstance(duration, bool) or not isinstance(duration, int | float):
+                raise EventError("bad_type", "duration_s must be a number")
+            if not (math.isfinite(duration) and 0 <= duration <= 7 * 86400):
+                raise EventError("bad_value", "duration_s must be 0..604800")
+            event.duration_s = float(duration)
+        return event
+
+    def _resolve(self, event: CallEvent, callee: str) -> None:
+        if len(callee) > 64:
+            raise EventError("bad_number", "callee is longer than 64 characters")
+        e164 = self.dial_plan.normalize(callee)
+        if e164 is None:
+            raise EventError("bad_number", f"callee {mask_number(callee)!r} is not a number")
+        event.callee = callee
+        event.e164 = e164
+        dest = self.destinations.lookup(e164)
+        event.dest = dest
+        # A number no table knows is treated as international: unknown ranges
+        # are where revenue-share fraud hides.
+        event.international = dest is None or self.dial_plan.is_international(dest)
+
+
+def mask_number(number: str) -> str:
+    """Keep a number's country and range, hide the subscriber digits (for logs)."""
+    if len(number) <= 6:
+        return number[:2] + "*" * (len(number) - 2)
+    return number[:6] + "*" * (len(number) - 6)
