@@ -26,6 +26,8 @@ from tollguard.numbering import DestinationTable, load_default_dial_plans
 from tollguard.rulepacks import load_pack
 
 log = logging.getLogger("tollguard.worker")
+# aiohttp wants the charset apart from the content type.
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 
 
 def _now_ms() -> int:
@@ -111,10 +113,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(metrics_.registry), content_type=CONTENT_TYPE_LATEST)
+            return self.bytes(generate_latest(metrics_.registry), content_type=METRICS_CONTENT_TYPE)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def on_revoked(sender: faust.App, *, revoked: set[Any], **kwargs: Any) -> None:
+    async def on_revoked(sender: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         processor.drop_partitions(
             tp.partition for tp in revoked if tp.topic == settings.topic_events
         )

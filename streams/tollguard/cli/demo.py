@@ -33,6 +33,12 @@ from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, backg
 STYLE = {"block": "bold red", "unblock": "green", "alert": "yellow"}
 
 
+def _epoch_ms(rfc3339: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(rfc3339).timestamp() * 1000)
+
+
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,7 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         produced = attack_calls = 0
-        first_block_at: int | None = None
+        attack_ts: list[int] = []
         try:
             for event in paced(events, args.speed):
                 producer.send(
@@ -150,11 +156,11 @@ def run_demo(args: argparse.Namespace) -> int:
                 produced += 1
                 if event["line_id"] == spec.line_id:
                     attack_calls += 1
-                    if first_block_at is None and any(
-                        s["action"] == "block" and s["line_id"] == spec.line_id for s in seen
-                    ):
-                        first_block_at = attack_calls
+                    attack_ts.append(int(event["ts"]))
                 if produced % 2000 == 0:
+                    if worker.poll() is not None:
+                        console.print(f"[red]The worker stopped; see {log_path}[/]")
+                        return 1
                     console.print(
                         f"[dim]  {produced} events produced, {attack_calls} attack calls[/]"
                     )
@@ -167,9 +173,13 @@ def run_demo(args: argparse.Namespace) -> int:
         console.rule("[bold]summary")
         console.print(f"{produced} events replayed, {attack_calls} of them attack calls.")
         if blocks:
+            first = blocks[0]
+            block_ts = _epoch_ms(first["event_ts"])
+            before = sum(1 for ts in attack_ts if ts <= block_ts)
+            minutes = (block_ts - attack_ts[0]) / 60_000
             console.print(
-                f"Attack line blocked; the block signal was already out when attack call "
-                f"#{first_block_at or '?'} was sent. Blocks on other lines: {wrong or 'none'}."
+                f"Attack line blocked at attack call #{before}, {minutes:.1f} min (event time) "
+                f"after its first call. Blocks on other lines: {wrong or 'none'}."
             )
         else:
             console.print("[red]No block was issued. See the worker log.[/]")
