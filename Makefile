@@ -1,0 +1,40 @@
+# One command each for a newcomer: `make demo` and `make test`.
+# Both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test unit lint bench kafka-jars clean
+
+$(STAMP): pyproject.toml
+	@echo "tollguard: creating $(VENV) and installing dependencies (first run only)..."
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/tollguard demo
+
+kafka-jars: $(STAMP)
+	$(PY) -m tollguard.brokers.apache fetch
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check streams tests bench scripts
+	$(VENV)/bin/ruff format --check streams tests bench scripts
+	$(VENV)/bin/mypy streams/tollguard
+
+# Lint, then every test: unit, integration and end-to-end against a real
+# Apache Kafka broker that the suite starts itself.
+test: lint kafka-jars
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+bench: $(STAMP) kafka-jars
+	$(PY) -m bench.throughput
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
