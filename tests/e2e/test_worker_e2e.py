@@ -54,7 +54,9 @@ def test_attack_is_blocked_early_and_only_the_attacked_line(
     start = int(time.time() * 1000) - 6 * 3_600_000
     spec = AttackSpec(calls=60)
     attack_start = start + 3_600_000
-    bg = list(background(BackgroundSpec(lines=40, calls_per_hour=8), start, start + 4 * 3_600_000, 3))
+    bg = list(
+        background(BackgroundSpec(lines=40, calls_per_hour=8), start, start + 4 * 3_600_000, 3)
+    )
     atk = list(attack(spec, attack_start, 3))
     events = list(merge(iter(bg), iter(atk)))
 
@@ -105,10 +107,16 @@ def test_attack_is_blocked_early_and_only_the_attacked_line(
     assert worker.metric("tollguard_events_total", type="setup") == len(events)
     for _, reason in MALFORMED:
         assert worker.metric("tollguard_events_rejected_total", reason=reason) >= 1
-    assert worker.metric(
-        "tollguard_signals_total", action="block", rule=block["rule_id"], severity="critical",
-        mode="enforce",
-    ) == 1
+    assert (
+        worker.metric(
+            "tollguard_signals_total",
+            action="block",
+            rule=block["rule_id"],
+            severity="critical",
+            mode="enforce",
+        )
+        == 1
+    )
     assert worker.metric("tollguard_decision_latency_seconds_count") >= 1
     assert worker.metric("tollguard_event_lag_seconds_count") == len(events)
     assert worker.proc is not None and worker.proc.poll() is None, "worker died on bad input"
@@ -124,4 +132,3 @@ def _ms(rfc3339: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(rfc3339).timestamp() * 1000)
-

@@ -10,7 +10,9 @@ from .helpers import T0, event
 
 
 def test_engine_signals_are_schema_valid_json() -> None:
-    rule = CountRule(id="intl", window_ms=600_000, warning=2, critical=3, block_scope="destinations")
+    rule = CountRule(
+        id="intl", window_ms=600_000, warning=2, critical=3, block_scope="destinations"
+    )
     engine = Engine(RulePack("p", "v1", "JP", (rule,)))
     out: list[ControlSignal] = []
     for i in range(3):

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: real worker processes and topic I/O (not for production)."""
