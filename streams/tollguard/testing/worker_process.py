@@ -62,7 +62,8 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         ensure_tollguard_topics(self.settings)
         self.web_port = self.web_port or free_port()
-        env = dict(os.environ, **settings_env(self.settings), TOLLGUARD_WEB_PORT=str(self.web_port))
+        env = {**os.environ, **settings_env(self.settings)}
+        env["TOLLGUARD_WEB_PORT"] = str(self.web_port)
         env.pop("TOLLGUARD_CONFIG", None)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
