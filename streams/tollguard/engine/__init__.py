@@ -2,7 +2,8 @@
 
 from tollguard.engine.engine import Engine, EngineConfig, LineState
 from tollguard.engine.events import CallEvent, EventError, EventParser
-from tollguard.engine.rules import CountRule, RulePack
+from tollguard.engine.rules import CountRule, Limits, Match, Rule, RulePack
+from tollguard.engine.schedule import Schedule
 
 __all__ = [
     "CallEvent",
@@ -11,6 +12,10 @@ __all__ = [
     "EngineConfig",
     "EventError",
     "EventParser",
+    "Limits",
     "LineState",
+    "Match",
+    "Rule",
     "RulePack",
+    "Schedule",
 ]

@@ -1,20 +1,35 @@
-"""The detection engine: per-line windows, rule decisions and block lifecycle.
+"""The detection engine: per-line rule state, decisions and block lifecycle.
 
 One engine holds the state of one shard of lines (in the worker: one Kafka
 partition), so state moves with partitions. It never reads a clock: time is
 the event time of what it is fed, plus the `now` its caller passes to
 `expire`. That keeps replays, backtests and tests deterministic.
+
+What a rule kind measures lives in `tollguard.engine.kinds`; what happens
+when a value crosses a threshold is decided here, the same for every kind:
+
+* `warning` reached: one `alert` per line, rule and episode. A line-level
+  value (count, spend, distinct numbers/countries, concurrent) ends the
+  episode when it drops below warning again; a per-key value (repeat, range
+  walk, new destination, long call) ends it after one quiet window.
+* `critical` reached: one `block` per line and episode, whichever rule gets
+  there first (a blocked line is not blocked again by another rule), with the
+  rule's TTL. Shadow-mode rules have their own block slot, so a shadow rule
+  never stops an enforcing one.
+* After a block expires the line is in cooldown for the blocking rule's
+  `cooldown`: no new block or alert until it is over.
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import Any
 
 from tollguard.engine.dedup import RecentIds
-from tollguard.engine.events import SETUP, CallEvent
-from tollguard.engine.rules import CountRule, RulePack
-from tollguard.engine.windows import SlidingWindow
+from tollguard.engine.events import ANSWER, RELEASE, SETUP, CallEvent
+from tollguard.engine.kinds import KINDS, NO_DECISION, Kind
+from tollguard.engine.rules import DISTINCT, LONG_CALL, Limits, Rule, RulePack
 from tollguard.numbering import Destination
 from tollguard.signals.model import (
     ALERT,
@@ -31,6 +46,9 @@ from tollguard.signals.model import (
 
 UNKNOWN_DEST = "unknown"
 SAMPLE_CALLEES = 5
+# Setups remembered per line so answer/release events without a callee can be
+# matched to their destination (only when the pack has rules that need them).
+MAX_LEGS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +61,49 @@ class EngineConfig:
 class OpenBlock:
     signal: ControlSignal
     expires_at: int | None
+    cooldown_ms: int = 0
 
 
 class LineState:
-    """Everything the engine remembers about one line."""
+    """Everything the engine remembers about one line.
 
-    __slots__ = ("alerting", "block", "max_ts", "recent", "shadow_block", "tenant", "windows")
+    Plain slotted data (ints, strs, lists, dicts of those and of the kinds'
+    slotted window objects): no closures, so it can be serialised. Optional
+    parts stay None until a line needs them.
+    """
 
-    def __init__(self, tenant: str | None) -> None:
+    __slots__ = (
+        "alerting",
+        "block",
+        "cooldown_until",
+        "first_ts",
+        "legs",
+        "max_ts",
+        "recent",
+        "shadow_block",
+        "shadow_cooldown_until",
+        "states",
+        "tenant",
+    )
+
+    def __init__(self, tenant: str | None, first_ts: int = 0) -> None:
         self.tenant = tenant
         self.max_ts = 0
-        self.windows: dict[str, SlidingWindow] = {}
-        self.alerting: set[str] | None = None
+        self.first_ts = first_ts
+        # rule id -> that rule kind's state for this line
+        self.states: dict[str, Any] = {}
+        # rule id -> event time of its open alert, or minus the time the episode ended
+        self.alerting: dict[str, int] | None = None
         self.block: OpenBlock | None = None
         self.shadow_block: OpenBlock | None = None
+        self.cooldown_until = 0
+        self.shadow_cooldown_until = 0
         self.recent: list[str] | None = None
+        self.legs: dict[str, CallEvent] | None = None
+
+    @property
+    def windows(self) -> dict[str, Any]:
+        return self.states
 
 
 @dataclass(slots=True)
@@ -69,11 +115,20 @@ class EngineStats:
 
 def format_span(ms: int) -> str:
     seconds = ms // 1000
+    if seconds and seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
     if seconds % 3600 == 0:
         return f"{seconds // 3600} h"
     if seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
+
+
+def _state_key(rule: Rule) -> tuple[str, object]:
+    """Rules whose id and key stay the same across packs keep their per-line state."""
+    if rule.kind == DISTINCT:
+        return rule.kind, (rule.params.of, rule.params.range_digits)
+    return rule.kind, None
 
 
 @dataclass(slots=True)
@@ -84,18 +139,25 @@ class Engine:
     stats: EngineStats = field(default_factory=EngineStats)
     max_ts: int = 0
     _expiries: list[tuple[int, str, str]] = field(default_factory=list)
+    # long-call checks: (due event time, line id, rule id, call id)
+    _due: list[tuple[int, str, str, str]] = field(default_factory=list)
     _dests: dict[str, Destination] = field(default_factory=dict)
+    _tags: dict[str, str] = field(default_factory=dict)
     _dedup: RecentIds = field(init=False)
 
     def __post_init__(self) -> None:
         self._dedup = RecentIds(self.config.lateness_ms)
 
     def set_pack(self, pack: RulePack) -> None:
-        """Swap rules in place; windows of rules that keep their id keep their calls."""
-        kept = {r.id for r in pack.rules}
+        """Swap rules in place; rules that keep their id and kind keep their state."""
+        old = {r.id: _state_key(r) for r in self.pack.rules}
+        kept = {r.id for r in pack.rules if old.get(r.id) == _state_key(r)}
         for state in self.lines.values():
-            for rule_id in [r for r in state.windows if r not in kept]:
-                del state.windows[rule_id]
+            for rule_id in [r for r in state.states if r not in kept]:
+                del state.states[rule_id]
+            if state.alerting:
+                for rule_id in [r for r in state.alerting if r not in kept]:
+                    del state.alerting[rule_id]
         self.pack = pack
 
     def process(self, event: CallEvent, out: list[ControlSignal]) -> str | None:
@@ -103,10 +165,10 @@ class Engine:
 
         Returns a rejection reason ("late") or "duplicate", else None.
         """
+        ts = event.ts_ms
         state = self.lines.get(event.line_id)
         if state is None:
-            state = self.lines[event.line_id] = LineState(event.tenant)
-        ts = event.ts_ms
+            state = self.lines[event.line_id] = LineState(event.tenant, ts)
         if ts < state.max_ts - self.config.lateness_ms:
             self.stats.late += 1
             return "late"
@@ -118,64 +180,172 @@ class Engine:
             state.max_ts = ts
             if ts > self.max_ts:
                 self.max_ts = ts
+        if ts < state.first_ts:
+            state.first_ts = ts
         if event.tenant is not None:
             state.tenant = event.tenant
-        if event.type != SETUP:
-            return None
+        pack = self.pack
+        etype = event.type
+        if etype == SETUP:
+            if event.e164 is not None and pack.needs_call_legs:
+                legs = state.legs
+                if legs is None:
+                    legs = state.legs = {}
+                legs[event.call_id] = event
+                if len(legs) > MAX_LEGS:
+                    del legs[next(iter(legs))]
+        elif state.legs is not None:
+            setup = state.legs.pop if etype == RELEASE else state.legs.get
+            leg = setup(event.call_id, None)
+            if leg is not None and event.e164 is None:
+                event.e164, event.dest, event.international = leg.e164, leg.dest, leg.international
         matched = False
-        for rule in self.pack.rules:
-            if rule.matches(event):
-                matched = True
-                self._count(rule, state, event, out)
-        if matched and event.e164 is not None:
+        tenant = state.tenant
+        for rule in pack.by_type[etype]:
+            if not rule.applies(event, tenant):
+                continue
+            limits = rule.limits_for(event.line_id, tenant)
+            if not limits.enabled:
+                continue
+            matched = True
+            self._observe(rule, limits, state, event, out)
+        if matched and etype == SETUP and event.e164 is not None:
             recent = state.recent
             if recent is None:
                 recent = state.recent = []
             recent.append(event.e164)
             if len(recent) > SAMPLE_CALLEES:
                 del recent[0]
+        if self._due and self._due[0][0] <= self.max_ts:
+            self._run_due(out)
         return None
 
-    def _count(
-        self, rule: CountRule, state: LineState, event: CallEvent, out: list[ControlSignal]
-    ) -> None:
-        window = state.windows.get(rule.id)
-        if window is None:
-            window = state.windows[rule.id] = SlidingWindow()
+    def _tag(self, event: CallEvent) -> str:
         dest = event.dest
-        tag = UNKNOWN_DEST
-        if dest is not None:
-            tag = "+" + dest.prefix
-            if tag not in self._dests:
-                self._dests[tag] = dest
-        count = window.add(event.ts_ms, tag, state.max_ts, rule.window_ms, rule.cap)
-        if rule.critical is not None and count >= rule.critical:
-            slot = state.shadow_block if rule.mode == SHADOW else state.block
-            if slot is None:
-                self._block(rule, state, event, window, count, out)
+        if dest is None:
+            return UNKNOWN_DEST
+        tag = self._tags.get(dest.prefix)
+        if tag is None:
+            tag = self._tags[dest.prefix] = "+" + dest.prefix
+            self._dests[tag] = dest
+        return tag
+
+    def _observe(
+        self,
+        rule: Rule,
+        limits: Limits,
+        state: LineState,
+        event: CallEvent,
+        out: list[ControlSignal],
+    ) -> None:
+        kind = KINDS[rule.kind]
+        st = state.states.get(rule.id)
+        if st is None:
+            st = state.states[rule.id] = kind.new_state(rule)
+        tag = self._tag(event)
+        value = kind.observe(rule, st, event, tag, state)
+        if rule.kind == LONG_CALL and event.type == ANSWER:
+            for threshold in (limits.warning, limits.critical):
+                if threshold is not None:
+                    due = event.ts_ms + int(threshold * 1000)
+                    heapq.heappush(self._due, (due, event.line_id, rule.id, event.call_id))
             return
+        if value == NO_DECISION:
+            return
+        self._decide(rule, limits, kind, st, state, event, tag, value, out)
+
+    def _run_due(self, out: list[ControlSignal]) -> None:
+        """Long-call checks whose time has come on this shard's event-time watermark."""
+        due_heap = self._due
+        now = self.max_ts
+        while due_heap and due_heap[0][0] <= now:
+            due, line_id, rule_id, call_id = heapq.heappop(due_heap)
+            state = self.lines.get(line_id)
+            rule = next((r for r in self.pack.rules if r.id == rule_id), None)
+            if state is None or rule is None or rule.kind != LONG_CALL:
+                continue
+            live = state.states.get(rule_id)
+            answered = live.calls.get(call_id) if live is not None else None
+            if answered is None:
+                continue
+            leg = state.legs.get(call_id) if state.legs else None
+            probe = CallEvent(
+                type=ANSWER,
+                call_id=call_id,
+                ts_ms=due,
+                line_id=line_id,
+                tenant=state.tenant,
+                e164=leg.e164 if leg else None,
+                dest=leg.dest if leg else None,
+            )
+            limits = rule.limits_for(line_id, state.tenant)
+            value = (due - answered) / 1000
+            self._decide(
+                rule, limits, KINDS[LONG_CALL], live, state, probe, self._tag(probe), value, out
+            )
+
+    def _decide(
+        self,
+        rule: Rule,
+        limits: Limits,
+        kind: Kind,
+        st: Any,
+        state: LineState,
+        event: CallEvent,
+        tag: str,
+        value: float,
+        out: list[ControlSignal],
+    ) -> None:
+        ts = event.ts_ms
+        shadow = limits.mode == SHADOW
+        cooldown_until = state.shadow_cooldown_until if shadow else state.cooldown_until
+        critical = limits.critical
+        if critical is not None and value >= critical:
+            slot = state.shadow_block if shadow else state.block
+            if slot is None and ts >= cooldown_until:
+                self._block(rule, limits, kind, st, state, event, tag, value, out)
+            return
+        warning = limits.warning
         alerting = state.alerting
-        if rule.warning is not None and count >= rule.warning:
-            if alerting is None or rule.id not in alerting:
-                if alerting is None:
-                    alerting = state.alerting = set()
-                alerting.add(rule.id)
-                out.append(self._signal(ALERT, WARNING, rule, state, event, window, count))
-        elif alerting is not None and rule.id in alerting:
-            alerting.discard(rule.id)  # below warning again: the episode is over
+        if warning is not None and value >= warning:
+            prev = alerting.get(rule.id) if alerting is not None else None
+            if prev is not None:
+                if prev >= 0:
+                    if kind.line_level(rule) or ts < prev + rule.window_ms + rule.cooldown_ms:
+                        return  # still the same episode
+                elif ts < -prev + rule.cooldown_ms:
+                    return  # the last episode ended too recently
+            if ts < cooldown_until:
+                return
+            if alerting is None:
+                alerting = state.alerting = {}
+            alerting[rule.id] = ts
+            out.append(
+                self._signal(ALERT, WARNING, rule, limits, kind, st, state, event, tag, value)
+            )
+        elif alerting is not None and kind.line_level(rule):
+            prev = alerting.get(rule.id)
+            if prev is not None and prev >= 0:  # below warning again: the episode is over
+                if rule.cooldown_ms:
+                    alerting[rule.id] = -max(ts, 1)
+                else:
+                    del alerting[rule.id]
 
     def _block(
         self,
-        rule: CountRule,
+        rule: Rule,
+        limits: Limits,
+        kind: Kind,
+        st: Any,
         state: LineState,
         event: CallEvent,
-        window: SlidingWindow,
-        count: int,
+        tag: str,
+        value: float,
         out: list[ControlSignal],
     ) -> None:
-        signal = self._signal(BLOCK, CRITICAL, rule, state, event, window, count)
-        block = OpenBlock(signal, signal.expires_at)
-        if rule.mode == SHADOW:
+        signal = self._signal(BLOCK, CRITICAL, rule, limits, kind, st, state, event, tag, value)
+        block = OpenBlock(signal, signal.expires_at, rule.cooldown_ms)
+        if limits.mode == SHADOW:
             state.shadow_block = block
         else:
             state.block = block
@@ -187,18 +357,36 @@ class Engine:
         self,
         action: str,
         severity: str,
-        rule: CountRule,
+        rule: Rule,
+        limits: Limits,
+        kind: Kind,
+        st: Any,
         state: LineState,
         event: CallEvent,
-        window: SlidingWindow,
-        count: int,
+        tag: str,
+        value: float,
     ) -> ControlSignal:
-        threshold = rule.critical if severity == CRITICAL else rule.warning
+        threshold = limits.critical if severity == CRITICAL else limits.warning
         assert threshold is not None
-        by_dest = window.tag_counts()
+        first_ts, last_ts, by_dest = kind.evidence(rule, st)
+        if not by_dest and not kind.line_level(rule):
+            by_dest = {tag: max(1, int(value)) if kind.metric == "calls" else 1}
+        if not first_ts:
+            first_ts = last_ts = event.ts_ms
         expires = None
         if action == BLOCK and rule.ttl_ms is not None:
             expires = event.ts_ms + rule.ttl_ms
+        ranked = sorted(by_dest.items(), key=lambda kv: (-kv[1], kv[0]))
+        if len(ranked) == 1:
+            places = "to " + self._label(ranked[0][0])
+        elif ranked:
+            places = "(" + ", ".join(f"{self._label(t)} {n}" for t, n in ranked[:3]) + ")"
+        else:
+            places = ""
+        span = format_span(rule.window_ms)
+        sample = tuple(state.recent or ())[-(SAMPLE_CALLEES - 1) :]
+        if event.e164 and event.type == SETUP:
+            sample += (event.e164,)
         return ControlSignal(
             signal_id=signal_id(
                 action, self.pack.version, rule.id, event.line_id, event.call_id, event.ts_ms
@@ -210,37 +398,29 @@ class Engine:
             severity=severity,
             rule_id=rule.id,
             rules_version=self.pack.version,
-            reason=self._reason(rule, count, threshold, by_dest),
+            reason=kind.reason(rule, value, threshold, span, places, event),
             event_ts=event.ts_ms,
             expires_at=expires,
-            mode=rule.mode,
+            mode=limits.mode,
             evidence=Evidence(
-                metric="calls",
-                value=count,
+                metric=kind.metric,
+                value=value,
                 threshold=threshold,
                 window_s=rule.window_ms // 1000,
-                first_event_ts=window.times[0],
-                last_event_ts=window.times[-1],
-                sample_callees=tuple(state.recent or ())[-(SAMPLE_CALLEES - 1) :]
-                + ((event.e164,) if event.e164 else ()),
-                destinations=tuple(sorted(by_dest.items(), key=lambda kv: (-kv[1], kv[0]))),
+                first_event_ts=first_ts,
+                last_event_ts=last_ts,
+                sample_callees=sample[-SAMPLE_CALLEES:],
+                destinations=tuple(ranked),
             ),
         )
 
-    def _scope(self, rule: CountRule, by_dest: dict[str, int]) -> dict[str, object]:
+    def _scope(self, rule: Rule, by_dest: dict[str, int]) -> dict[str, object]:
         if rule.block_scope == "destinations":
-            return {"kind": "destinations", "prefixes": sorted(by_dest)}
+            prefixes = sorted(t for t in by_dest if t != UNKNOWN_DEST)
+            if prefixes:
+                return {"kind": "destinations", "prefixes": prefixes}
+            return {"kind": "international"}
         return {"kind": rule.block_scope}
-
-    def _reason(self, rule: CountRule, count: int, threshold: int, by_dest: dict[str, int]) -> str:
-        span = format_span(rule.window_ms)
-        what = "international calls" if rule.international_only else "calls"
-        ranked = sorted(by_dest.items(), key=lambda kv: (-kv[1], kv[0]))
-        if len(ranked) == 1:
-            target = self._label(ranked[0][0])
-            return f"{count} calls to {target} in {span}, limit {threshold}"
-        top = ", ".join(f"{self._label(tag)} {n}" for tag, n in ranked[:3])
-        return f"{count} {what} in {span} ({top}), limit {threshold}"
 
     def _label(self, tag: str) -> str:
         dest = self._dests.get(tag)
@@ -261,8 +441,10 @@ class Engine:
                     continue
                 if shadow:
                     state.shadow_block = None
+                    state.shadow_cooldown_until = expires_at + block.cooldown_ms
                 else:
                     state.block = None
+                    state.cooldown_until = expires_at + block.cooldown_ms
                 out.append(self._unblock(block.signal, expires_at))
         return out
 

@@ -57,3 +57,137 @@ class SlidingWindow:
         for tag in self.tags:
             counts[tag] = counts.get(tag, 0) + 1
         return counts
+
+
+class KeyedWindow:
+    """Recent calls with a key each (a number or a country), and how often each key occurs.
+
+    Used by `distinct` (how many keys), `repeat` (how often this key) and range
+    walks (how many distinct numbers under this number's range). Unlike a
+    count window the answer depends on every call in the window, so it keeps
+    all of them up to `cap` (the rule's `max_events`), oldest dropped first.
+
+    `ranges` is only allocated for range walks: range -> distinct numbers in it.
+    """
+
+    __slots__ = ("counts", "keys", "range_digits", "ranges", "times")
+
+    def __init__(self, range_digits: int = 0) -> None:
+        self.times: list[int] = []
+        self.keys: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.range_digits = range_digits
+        self.ranges: dict[str, int] | None = {} if range_digits else None
+
+    def range_of(self, key: str) -> str:
+        return key[: len(key) - self.range_digits]
+
+    def add(self, ts: int, key: str, now: int, span: int, cap: int) -> None:
+        times = self.times
+        if not times or ts >= times[-1]:
+            times.append(ts)
+            self.keys.append(key)
+        else:
+            pos = bisect_right(times, ts)
+            times.insert(pos, ts)
+            self.keys.insert(pos, key)
+        counts = self.counts
+        n = counts.get(key, 0)
+        counts[key] = n + 1
+        ranges = self.ranges
+        if n == 0 and ranges is not None:
+            r = self.range_of(key)
+            ranges[r] = ranges.get(r, 0) + 1
+        self.prune(now, span, cap)
+
+    def prune(self, now: int, span: int, cap: int) -> None:
+        times = self.times
+        cut = bisect_right(times, now - span) if times and times[0] <= now - span else 0
+        excess = len(times) - cut - cap
+        if excess > 0:
+            cut += excess
+        if not cut:
+            return
+        counts = self.counts
+        ranges = self.ranges
+        for key in self.keys[:cut]:
+            n = counts[key] - 1
+            if n:
+                counts[key] = n
+            else:
+                del counts[key]
+                if ranges is not None:
+                    r = self.range_of(key)
+                    left = ranges[r] - 1
+                    if left:
+                        ranges[r] = left
+                    else:
+                        del ranges[r]
+        del times[:cut]
+        del self.keys[:cut]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+class SumWindow:
+    """Recent calls with an integer amount each (e.g. cost), and the window's total.
+
+    Entries carry the call id so a later event (a release with the real
+    duration) can correct its amount in place. Oldest entries beyond `cap` are
+    dropped, which can only lower the total.
+    """
+
+    __slots__ = ("amounts", "ids", "tags", "times", "total")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.amounts: list[int] = []
+        self.ids: list[str] = []
+        self.tags: list[str] = []
+        self.total = 0
+
+    def add(
+        self, ts: int, amount: int, call_id: str, tag: str, now: int, span: int, cap: int
+    ) -> int:
+        times = self.times
+        pos = len(times) if not times or ts >= times[-1] else bisect_right(times, ts)
+        times.insert(pos, ts)
+        self.amounts.insert(pos, amount)
+        self.ids.insert(pos, call_id)
+        self.tags.insert(pos, tag)
+        self.total += amount
+        return self.prune(now, span, cap)
+
+    def correct(self, call_id: str, amount: int, now: int, span: int, cap: int) -> int | None:
+        """Set the amount of a call still in the window; None if it is not there."""
+        ids = self.ids
+        for i in range(len(ids) - 1, -1, -1):
+            if ids[i] == call_id:
+                self.total += amount - self.amounts[i]
+                self.amounts[i] = amount
+                return self.prune(now, span, cap)
+        return None
+
+    def prune(self, now: int, span: int, cap: int) -> int:
+        times = self.times
+        cut = bisect_right(times, now - span) if times and times[0] <= now - span else 0
+        excess = len(times) - cut - cap
+        if excess > 0:
+            cut += excess
+        if cut:
+            self.total -= sum(self.amounts[:cut])
+            del times[:cut]
+            del self.amounts[:cut]
+            del self.ids[:cut]
+            del self.tags[:cut]
+        return self.total
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def tag_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for tag in self.tags:
+            counts[tag] = counts.get(tag, 0) + 1
+        return counts

@@ -3,19 +3,49 @@
 An analyst editing a pack needs all the mistakes at once, each as
 file:line: reason, and a running worker must never swap in a pack that fails,
 so loading either returns a complete pack or raises with the full list.
+
+Validation has two stages. First the published JSON Schema
+(`rules/schema.json`, checked with `jsonschema`): structure, types, names,
+enums. Then semantic checks the schema cannot express: durations, warning
+below critical, known time zones and dial plans, fields that only some kinds
+take. Every error is mapped back to the YAML line of the value it is about.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jsonschema
 import yaml
 
-from tollguard.engine.rules import SCOPE_KINDS, CountRule, RulePack
-from tollguard.signals.model import ENFORCE, SHADOW
+from tollguard.engine.kinds.distinct import RANGES, DistinctParams
+from tollguard.engine.kinds.live import LiveParams
+from tollguard.engine.kinds.new_destination import NewDestinationParams
+from tollguard.engine.kinds.spend import SpendParams
+from tollguard.engine.rules import (
+    CONCURRENT,
+    COUNT,
+    DISTINCT,
+    LONG_CALL,
+    NEW_DESTINATION,
+    SPEND,
+    Limits,
+    Match,
+    Rule,
+    RulePack,
+)
+from tollguard.engine.schedule import DAY_NAMES, Schedule, parse_hours
+from tollguard.numbering import default_rules_dir, load_default_dial_plans
+from tollguard.numbering.rates import RateTable, load_hot_list
+from tollguard.signals.model import ENFORCE
 
 MAX_PACK_BYTES = 1024 * 1024
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|min|h|d)?\s*$")
@@ -28,8 +58,19 @@ _UNITS_MS = {
     "h": 3_600_000,
     "d": 86_400_000,
 }
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_PREFIX = re.compile(r"^\+\d{1,15}$")
+
+# Fields only some kinds take.
+KIND_FIELDS: dict[str, frozenset[str]] = {
+    "rates": frozenset({SPEND}),
+    "default_rate": frozenset({SPEND}),
+    "default_call": frozenset({SPEND}),
+    "currency": frozenset({SPEND}),
+    "of": frozenset({DISTINCT}),
+    "range_digits": frozenset({DISTINCT}),
+    "learn": frozenset({NEW_DESTINATION}),
+    "max_destinations": frozenset({NEW_DESTINATION}),
+    "release_timeout": frozenset({CONCURRENT, LONG_CALL}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +121,30 @@ class _Converter:
             return _Node(out, line)
         if isinstance(node, yaml.SequenceNode):
             return _Node([self.convert(v) for v in node.value], line)
-        return _Node(self.loader.construct_object(node), line)
+        value = self.loader.construct_object(node)
+        if isinstance(value, date):
+            value = value.isoformat()  # unquoted 2026-12-31 is a date to YAML
+        return _Node(value, line)
+
+
+def _plain(node: _Node) -> Any:
+    if isinstance(node.value, dict):
+        return {k: _plain(v) for k, v in node.value.items()}
+    if isinstance(node.value, list):
+        return [_plain(v) for v in node.value]
+    return node.value
+
+
+def _node_at(root: _Node, path: Sequence[Any]) -> _Node:
+    node = root
+    for part in path:
+        value = node.value
+        in_dict = isinstance(value, dict) and part in value
+        in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
+        if not (in_dict or in_list):
+            break
+        node = value[part]
+    return node
 
 
 def parse_duration_ms(value: Any) -> int | None:
@@ -96,41 +160,57 @@ def parse_duration_ms(value: Any) -> int | None:
     return None
 
 
-class _Checker:
+@cache
+def pack_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((default_rules_dir() / "schema.json").read_text())
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(pack_schema())
+
+
+@cache
+def _default_rates() -> RateTable:
+    return RateTable.load_default()
+
+
+@cache
+def _hot_prefixes() -> tuple[str, ...]:
+    return tuple("+" + h.prefix for h in load_hot_list())
+
+
+@cache
+def _dial_plan_names() -> frozenset[str]:
+    return frozenset(load_default_dial_plans())
+
+
+def _schema_message(error: jsonschema.ValidationError) -> tuple[list[Any], str]:
+    path = list(error.absolute_path)
+    where = "/".join(str(p) for p in path) or "the pack"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        if extra:
+            return [*path, extra[0]], f"unknown field {extra[0]!r} in {where}"
+    if error.validator == "required":
+        return path, f"{where}: {error.message}"
+    if error.validator == "anyOf" and error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None:
+            return path, f"{where}: {error.instance!r} is not valid ({best.message})"
+    return path, f"{where}: {error.message}"
+
+
+class _Builder:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[PackProblem] = []
 
     def fail(self, node: _Node, message: str) -> None:
         self.problems.append(PackProblem(self.source, node.line, message))
-
-    def keys(self, node: _Node, allowed: set[str], required: set[str], what: str) -> bool:
-        if not isinstance(node.value, dict):
-            self.fail(node, f"{what} must be a mapping")
-            return False
-        for key, child in node.value.items():
-            if key not in allowed:
-                self.fail(child, f"unknown field {key!r} in {what}")
-        for key in sorted(required - node.value.keys()):
-            self.fail(node, f"{what} needs field {key!r}")
-        return True
-
-    def string(self, node: _Node, name: str, pattern: re.Pattern[str] | None = None) -> str:
-        if not isinstance(node.value, str | int | float) or isinstance(node.value, bool):
-            self.fail(node, f"{name} must be a string")
-            return ""
-        text = str(node.value)
-        if pattern is not None and not pattern.match(text):
-            self.fail(node, f"{name} {text!r} does not match {pattern.pattern}")
-        return text
-
-    def count(self, node: _Node | None, name: str) -> int | None:
-        if node is None or node.value is None:
-            return None
-        if not isinstance(node.value, int) or isinstance(node.value, bool) or node.value < 1:
-            self.fail(node, f"{name} must be a whole number of calls, 1 or more")
-            return None
-        return int(node.value)
 
     def duration(self, node: _Node, name: str) -> int:
         ms = parse_duration_ms(node.value)
@@ -139,91 +219,200 @@ class _Checker:
             return 0
         return ms
 
+    def threshold(self, node: _Node | None, name: str, kind: str) -> float | None:
+        if node is None or node.value is None:
+            return None
+        value = node.value
+        if kind == LONG_CALL:
+            ms = parse_duration_ms(value)
+            if ms is None:
+                self.fail(node, f"{name} of a long_call rule must be a duration like 2h")
+                return None
+            return ms / 1000
+        if isinstance(value, str):
+            self.fail(node, f"{name} must be a number (durations are for long_call rules)")
+            return None
+        if kind in (COUNT, DISTINCT, "repeat", NEW_DESTINATION, CONCURRENT) and value != int(value):
+            self.fail(node, f"{name} must be a whole number of calls for a {kind} rule")
+            return None
+        return float(value)
 
-RULE_FIELDS = {
-    "id",
-    "kind",
-    "description",
-    "match",
-    "window",
-    "warning",
-    "critical",
-    "ttl",
-    "mode",
-    "block_scope",
-}
+    def limits(
+        self, fields: dict[str, _Node], kind: str, base: Limits | None, what: str, anchor: _Node
+    ) -> Limits:
+        warning = self.threshold(fields.get("warning"), "warning", kind)
+        critical = self.threshold(fields.get("critical"), "critical", kind)
+        mode = str(fields["mode"].value) if "mode" in fields else ENFORCE
+        enabled = bool(fields["enabled"].value) if "enabled" in fields else True
+        if base is not None:
+            if "warning" not in fields:
+                warning = base.warning
+            if "critical" not in fields:
+                critical = base.critical
+            if "mode" not in fields:
+                mode = base.mode
+        if warning is None and critical is None and enabled:
+            self.fail(anchor, f"{what} needs a warning or a critical threshold")
+        if warning is not None and critical is not None and warning > critical:
+            self.fail(fields.get("warning", anchor), f"{what}: warning must not be above critical")
+        return Limits(warning, critical, mode, enabled)
 
+    def rule(self, node: _Node) -> Rule | None:
+        f: dict[str, _Node] = node.value
+        rule_id = str(f["id"].value)
+        kind = str(f["kind"].value) if "kind" in f else COUNT
+        for name, kinds in KIND_FIELDS.items():
+            if name in f and kind not in kinds:
+                self.fail(f[name], f"field {name!r} does not apply to a {kind} rule")
+        window = self.duration(f["window"], "window")
+        limits = self.limits(f, kind, None, f"rule {rule_id!r}", node)
+        ttl: int | None = 3_600_000
+        if "ttl" in f:
+            ttl_node = f["ttl"]
+            ttl = None if ttl_node.value in (None, "none") else self.duration(ttl_node, "ttl")
+        cooldown = 0
+        if "cooldown" in f and f["cooldown"].value != 0:
+            cooldown = self.duration(f["cooldown"], "cooldown")
+        match = Match()
+        if "match" in f:
+            m: dict[str, _Node] = f["match"].value
+            prefixes = tuple(str(p.value) for p in m.get("prefixes", _Node([], 0)).value)
+            if m.get("hot_list") is not None and m["hot_list"].value:
+                prefixes = tuple(dict.fromkeys(prefixes + _hot_prefixes()))
+            excludes = tuple(str(p.value) for p in m.get("exclude_prefixes", _Node([], 0)).value)
+            international = bool(m["international"].value) if "international" in m else True
+            match = Match(international, prefixes, excludes)
+        schedule = self.schedule(f["schedule"]) if "schedule" in f else None
+        tenants = lines = None
+        if "scope" in f:
+            s: dict[str, _Node] = f["scope"].value
+            if "tenants" in s:
+                tenants = frozenset(str(v.value) for v in s["tenants"].value)
+            if "lines" in s:
+                lines = frozenset(str(v.value) for v in s["lines"].value)
+        allow_lines: frozenset[str] = frozenset()
+        allow_numbers: tuple[str, ...] = ()
+        if "allow" in f:
+            a: dict[str, _Node] = f["allow"].value
+            if "lines" in a:
+                allow_lines = frozenset(str(v.value) for v in a["lines"].value)
+            if "numbers" in a:
+                allow_numbers = tuple(str(v.value) for v in a["numbers"].value)
+        line_limits: dict[str, Limits] = {}
+        tenant_limits: dict[str, Limits] = {}
+        if "overrides" in f:
+            o: dict[str, _Node] = f["overrides"].value
+            for key, target in (("tenants", tenant_limits), ("lines", line_limits)):
+                for name, over in (o[key].value if key in o else {}).items():
+                    target[name] = self.limits(
+                        over.value, kind, limits, f"override {key}/{name}", over
+                    )
+        params = self.params(kind, f, window, limits, line_limits, tenant_limits)
+        return Rule(
+            id=rule_id,
+            kind=kind,
+            window_ms=window,
+            limits=limits,
+            ttl_ms=ttl,
+            cooldown_ms=cooldown,
+            block_scope=str(f["block_scope"].value) if "block_scope" in f else "international",
+            description=str(f["description"].value) if "description" in f else "",
+            match=match,
+            schedule=schedule,
+            tenants=tenants,
+            lines=lines,
+            allow_lines=allow_lines,
+            allow_numbers=allow_numbers,
+            line_limits=line_limits,
+            tenant_limits=tenant_limits,
+            params=params,
+            max_events=int(f["max_events"].value) if "max_events" in f else 4096,
+        )
 
-def _count_rule(check: _Checker, node: _Node) -> CountRule | None:
-    fields: dict[str, _Node] = node.value
-    rule_id = check.string(fields["id"], "id", _ID) if "id" in fields else ""
-    kind = fields.get("kind")
-    if kind is not None and kind.value != "count":
-        check.fail(kind, f"rule kind {kind.value!r} is not supported; known kinds: count")
-        return None
-    window = check.duration(fields["window"], "window") if "window" in fields else 0
-    warning = check.count(fields.get("warning"), "warning")
-    critical = check.count(fields.get("critical"), "critical")
-    if warning is None and critical is None:
-        check.fail(node, f"rule {rule_id!r} needs a warning or a critical threshold")
-    if warning is not None and critical is not None and warning > critical:
-        check.fail(fields["warning"], "warning must not be above critical")
-    ttl: int | None = 3_600_000
-    if "ttl" in fields:
-        ttl_node = fields["ttl"]
-        ttl = None if ttl_node.value in (None, "none") else check.duration(ttl_node, "ttl")
-    mode = ENFORCE
-    if "mode" in fields:
-        mode = check.string(fields["mode"], "mode")
-        if mode not in (ENFORCE, SHADOW):
-            check.fail(fields["mode"], "mode must be enforce or shadow")
-    scope = "international"
-    if "block_scope" in fields:
-        scope = check.string(fields["block_scope"], "block_scope")
-        if scope not in SCOPE_KINDS:
-            check.fail(
-                fields["block_scope"], f"block_scope must be one of {', '.join(SCOPE_KINDS)}"
+    def params(
+        self,
+        kind: str,
+        f: dict[str, _Node],
+        window: int,
+        limits: Limits,
+        line_limits: dict[str, Limits],
+        tenant_limits: dict[str, Limits],
+    ) -> Any:
+        if kind == SPEND:
+            rates = _default_rates()
+            inline = (
+                {str(k): float(v.value) for k, v in f["rates"].value.items()}
+                if "rates" in f
+                else {}
             )
-    international = True
-    prefixes: tuple[str, ...] = ()
-    excludes: tuple[str, ...] = ()
-    if "match" in fields:
-        match = fields["match"]
-        if check.keys(match, {"international", "prefixes", "exclude_prefixes"}, set(), "match"):
-            m: dict[str, _Node] = match.value
-            if "international" in m:
-                if not isinstance(m["international"].value, bool):
-                    check.fail(m["international"], "international must be true or false")
+            default = float(f["default_rate"].value) if "default_rate" in f else None
+            if inline or default is not None:
+                rates = rates.with_overrides(inline, default)
+            call_ms = (
+                self.duration(f["default_call"], "default_call") if "default_call" in f else 60_000
+            )
+            currency = str(f["currency"].value) if "currency" in f else "USD"
+            return SpendParams(rates, call_ms / 1000, currency)
+        if kind == DISTINCT:
+            of = str(f["of"].value) if "of" in f else "numbers"
+            if "range_digits" in f and of != RANGES:
+                self.fail(f["range_digits"], "range_digits only applies with of: ranges")
+            digits = int(f["range_digits"].value) if "range_digits" in f else 3
+            return DistinctParams(of, digits)
+        if kind == NEW_DESTINATION:
+            learn = self.duration(f["learn"], "learn") if "learn" in f else 7 * 86_400_000
+            most = int(f["max_destinations"].value) if "max_destinations" in f else 64
+            return NewDestinationParams(learn, most)
+        if kind in (CONCURRENT, LONG_CALL):
+            timeout = 4 * 3_600_000
+            if "release_timeout" in f:
+                timeout = self.duration(f["release_timeout"], "release_timeout")
+            if kind == LONG_CALL:
+                for lim in (limits, *line_limits.values(), *tenant_limits.values()):
+                    if lim.top * 1000 >= timeout:
+                        self.fail(
+                            f.get("release_timeout", f["window"]),
+                            "release_timeout must be longer than every long_call threshold",
+                        )
+                        break
+            return LiveParams(timeout)
+        return None
+
+    def schedule(self, node: _Node) -> Schedule | None:
+        s: dict[str, _Node] = node.value
+        tz = str(s["timezone"].value)
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail(s["timezone"], f"unknown IANA time zone {tz!r}")
+            return None
+        hours: list[tuple[int, int]] = []
+        if "hours" in s:
+            items = s["hours"].value if isinstance(s["hours"].value, list) else [s["hours"]]
+            for item in items:
+                parsed = parse_hours(str(item.value))
+                if parsed is None:
+                    self.fail(item, f"hours {item.value!r} is not like 22:00-06:00")
                 else:
-                    international = m["international"].value
-            prefixes = _prefixes(check, m.get("prefixes"))
-            excludes = _prefixes(check, m.get("exclude_prefixes"))
-    return CountRule(
-        id=rule_id,
-        window_ms=window,
-        warning=warning,
-        critical=critical,
-        ttl_ms=ttl,
-        mode=mode,
-        international_only=international,
-        prefixes=prefixes,
-        exclude_prefixes=excludes,
-        block_scope=scope,
-        description=str(fields["description"].value) if "description" in fields else "",
-    )
-
-
-def _prefixes(check: _Checker, node: _Node | None) -> tuple[str, ...]:
-    if node is None:
-        return ()
-    if not isinstance(node.value, list):
-        check.fail(node, "prefixes must be a list like ['+232', '+1242']")
-        return ()
-    return tuple(check.string(item, "prefix", _PREFIX) for item in node.value)
+                    hours.append(parsed)
+        days = (
+            frozenset(DAY_NAMES.index(str(d.value)) for d in s["days"].value)
+            if "days" in s
+            else frozenset(range(7))
+        )
+        all_day = frozenset(
+            DAY_NAMES.index(str(d.value)) for d in s.get("all_day", _Node([], 0)).value
+        )
+        holidays: set[date] = set()
+        for item in s.get("holidays", _Node([], 0)).value:
+            try:
+                holidays.add(date.fromisoformat(str(item.value)))
+            except ValueError:
+                self.fail(item, f"holiday {item.value!r} is not a date like 2026-12-31")
+        return Schedule(tz, tuple(hours), days, all_day, frozenset(holidays))
 
 
 def load_pack_text(text: str, source: str = "<rules>") -> RulePack:
-    check = _Checker(source)
     if len(text.encode()) > MAX_PACK_BYTES:
         raise RulePackError([PackProblem(source, 1, f"pack is larger than {MAX_PACK_BYTES} bytes")])
     try:
@@ -239,33 +428,37 @@ def load_pack_text(text: str, source: str = "<rules>") -> RulePack:
         top = _Converter().convert(root)
     except (ValueError, yaml.YAMLError) as exc:
         raise RulePackError([PackProblem(source, 1, str(exc))]) from None
-    if not check.keys(
-        top, {"pack", "version", "dial_plan", "rules"}, {"pack", "version", "rules"}, "the pack"
-    ):
-        raise RulePackError(check.problems)
+    problems: list[PackProblem] = []
+    for error in _validator().iter_errors(_plain(top)):
+        path, message = _schema_message(error)
+        problems.append(PackProblem(source, _node_at(top, path).line, message))
+    if problems:
+        problems.sort(key=lambda p: p.line)
+        raise RulePackError(problems)
+    build = _Builder(source)
     fields: dict[str, _Node] = top.value
-    name = check.string(fields["pack"], "pack", _ID) if "pack" in fields else ""
-    version = check.string(fields["version"], "version") if "version" in fields else ""
-    dial_plan = check.string(fields["dial_plan"], "dial_plan") if "dial_plan" in fields else "E164"
-    rules: list[CountRule] = []
+    dial_plan = str(fields["dial_plan"].value) if "dial_plan" in fields else "E164"
+    if dial_plan not in _dial_plan_names():
+        known = ", ".join(sorted(_dial_plan_names()))
+        build.fail(fields["dial_plan"], f"unknown dial plan {dial_plan!r}; known: {known}")
+    rules: list[Rule] = []
     seen: set[str] = set()
-    rules_node = fields.get("rules")
-    if rules_node is not None and not isinstance(rules_node.value, list):
-        check.fail(rules_node, "rules must be a list")
-    elif rules_node is not None:
-        for item in rules_node.value:
-            if not check.keys(item, RULE_FIELDS, {"id", "window"}, "a rule"):
-                continue
-            rule = _count_rule(check, item)
-            if rule is None:
-                continue
-            if rule.id in seen:
-                check.fail(item.value["id"], f"rule id {rule.id!r} is used twice")
-            seen.add(rule.id)
-            rules.append(rule)
-    if check.problems:
-        raise RulePackError(check.problems)
-    return RulePack(name=name, version=version, dial_plan=dial_plan, rules=tuple(rules))
+    for item in fields["rules"].value:
+        rule = build.rule(item)
+        if rule is None:
+            continue
+        if rule.id in seen:
+            build.fail(item.value["id"], f"rule id {rule.id!r} is used twice")
+        seen.add(rule.id)
+        rules.append(rule)
+    if build.problems:
+        raise RulePackError(build.problems)
+    return RulePack(
+        name=str(fields["pack"].value),
+        version=str(fields["version"].value),
+        dial_plan=dial_plan,
+        rules=tuple(rules),
+    )
 
 
 def load_pack(path: Path) -> RulePack:

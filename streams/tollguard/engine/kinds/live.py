@@ -1,0 +1,42 @@
+"""Live calls per line from answer and release events (shared by `concurrent` and `long_call`).
+
+A call is live from its answer until its release. Releases get lost (a
+switch restart, a dropped message), so a call live for longer than the rule's
+`release_timeout` is forgotten the next time the line answers a call: the
+counter cannot leak upwards forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LiveParams:
+    release_timeout_ms: int = 4 * 3_600_000
+
+
+class LiveCalls:
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        # call id -> answer time; insertion order is (nearly) answer order
+        self.calls: dict[str, int] = {}
+
+    def answer(self, call_id: str, ts: int, timeout_ms: int) -> None:
+        calls = self.calls
+        oldest_ok = ts - timeout_ms
+        while calls:
+            first = next(iter(calls))
+            if calls[first] > oldest_ok:
+                break
+            del calls[first]
+        if call_id not in calls:
+            calls[call_id] = ts
+
+    def release(self, call_id: str) -> int | None:
+        """The answer time of the released call, if it was live."""
+        return self.calls.pop(call_id, None)
+
+    def __len__(self) -> int:
+        return len(self.calls)
