@@ -42,6 +42,13 @@ class Settings:
     batch_size: int = 1000
     batch_within_s: float = 0.02
     expiry_interval_s: float = 1.0
+    # Closed loop with a SIP proxy (issue 6): `tollguard ingest hep` and
+    # `tollguard enforce kamailio`.
+    hep_listen: str = "127.0.0.1:9060"
+    hep_line_source: str = "from"  # from | pai | header:NAME
+    kamailio_rpc_url: str = "http://127.0.0.1:5071/RPC"
+    kamailio_htable: str = "tgblock"
+    enforce_resync_s: float = 30.0
     # Kafka security (TLS/SASL); empty means plaintext.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""

@@ -63,6 +63,44 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _ingest_hep(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from tollguard.adapters.hep_collector import run_collector
+
+    settings = load_settings(
+        args.config,
+        broker=args.broker,
+        hep_listen=args.listen,
+        hep_line_source=args.line_source,
+        web_port=args.web_port,
+    )
+    logging.basicConfig(level=settings.log_level.upper())
+    asyncio.run(
+        run_collector(settings, settings.hep_listen, settings.hep_line_source, settings.web_port)
+    )
+    return 0
+
+
+def _enforce_kamailio(args: argparse.Namespace) -> int:
+    import logging
+
+    from tollguard.adapters.kamailio import run_enforcer
+
+    settings = load_settings(
+        args.config,
+        broker=args.broker,
+        kamailio_rpc_url=args.rpc_url,
+        kamailio_htable=args.htable,
+        web_port=args.web_port,
+    )
+    logging.basicConfig(level=settings.log_level.upper())
+    return run_enforcer(
+        settings, settings.kamailio_rpc_url, settings.kamailio_htable, settings.web_port
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tollguard",
@@ -104,6 +142,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", help="rule pack file (env TOLLGUARD_RULES)")
     p.add_argument("--output", help="write the JSON report here (default: stdout)")
     p.set_defaults(func=_backtest)
+
+    ingest = sub.add_parser("ingest", help="call events from a switch into Kafka").add_subparsers(
+        dest="ingest_cmd", required=True
+    )
+    p = ingest.add_parser("hep", help="HEPv3 (UDP) collector for Kamailio siptrace mirrors")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.add_argument("--listen", help="UDP host:port (env TOLLGUARD_HEP_LISTEN)")
+    p.add_argument(
+        "--line-source",
+        help="where the line id is: from | pai | header:NAME (env TOLLGUARD_HEP_LINE_SOURCE)",
+    )
+    p.add_argument("--web-port", type=int, help="port of /metrics (env TOLLGUARD_WEB_PORT)")
+    p.set_defaults(func=_ingest_hep)
+
+    enforce = sub.add_parser("enforce", help="apply block signals to a switch").add_subparsers(
+        dest="enforce_cmd", required=True
+    )
+    p = enforce.add_parser("kamailio", help="blocks to a Kamailio htable over JSON-RPC")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.add_argument("--rpc-url", help="jsonrpcs HTTP URL (env TOLLGUARD_KAMAILIO_RPC_URL)")
+    p.add_argument("--htable", help="htable name (env TOLLGUARD_KAMAILIO_HTABLE)")
+    p.add_argument("--web-port", type=int, help="port of /metrics (env TOLLGUARD_WEB_PORT)")
+    p.set_defaults(func=_enforce_kamailio)
 
     rules = sub.add_parser("rules", help="rule packs").add_subparsers(
         dest="rules_cmd", required=True
