@@ -39,8 +39,9 @@ class Settings:
     log_level: str = "info"
     lateness_s: int = 60
     max_event_bytes: int = 64 * 1024
-    batch_size: int = 1000
-    batch_within_s: float = 0.02
+    # Most events the detector takes from Kafka per batch, and how often it commits.
+    batch_size: int = 10000
+    commit_interval_s: float = 1.0
     expiry_interval_s: float = 1.0
     # Closed loop with a SIP proxy (issue 6): `tollguard ingest hep` and
     # `tollguard enforce kamailio`.

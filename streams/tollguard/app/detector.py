@@ -1,0 +1,186 @@
+"""The hot path: call events from Kafka, in whole fetched batches, to signals.
+
+Faust hands a stream one message at a time through several asyncio hops per
+message (a task per `wait_first`, a channel queue, the stream iterator); on
+two cores that caps a pipeline near 9,000 events/s however little it does
+(see docs/performance.md). This service lives inside the Faust app (same
+lifecycle, logging, web server and timers) but reads `calls.events` with its
+own aiokafka consumer, `getmany` batches straight into `BatchProcessor`.
+
+It also owns the delivery contract: a batch's offsets are committed only after
+every signal and dead letter the batch produced has been acknowledged by the
+broker (idempotent producer, acks=all). After a crash, events since the last
+commit are processed again, and their signals carry the same `signal_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
+from mode import Service
+
+from tollguard.app.metrics import Metrics
+from tollguard.app.processor import BatchProcessor, Outputs, RawRecord
+from tollguard.config import Settings
+
+log = logging.getLogger("tollguard.detector")
+
+
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """Connection settings shared by every aiokafka client tollguard opens."""
+    config: dict[str, Any] = {"bootstrap_servers": settings.bootstrap}
+    if settings.security_protocol.upper() != "PLAINTEXT":
+        config["security_protocol"] = settings.security_protocol.upper()
+    return config
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.detector.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.detector.on_assigned(assigned)
+
+
+class Detector(Service):
+    """Consume, decide, publish, commit: one batch at a time, in that order."""
+
+    def __init__(self, settings: Settings, processor: BatchProcessor, metrics: Metrics) -> None:
+        super().__init__()
+        self.settings = settings
+        self.processor = processor
+        self.metrics = metrics
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        # Next offset to commit per partition: everything before it is fully handled.
+        self._positions: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
+        self._lock = asyncio.Lock()
+
+    async def on_start(self) -> None:
+        s = self.settings
+        common = kafka_client_config(s)
+        self.producer = AIOKafkaProducer(
+            **common,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+        )
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            **common,
+            group_id=s.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            isolation_level="read_committed",
+        )
+        self.consumer.subscribe([s.topic_events], listener=_Rebalance(self))
+        await self.consumer.start()
+        self.add_future(self._consume())
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            async with self._lock:
+                await self._commit(force=True)
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            await self._commit(force=True)
+        self.processor.drop_partitions(tp.partition for tp in revoked)
+        for tp in revoked:
+            self._positions.pop(tp, None)
+
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+    async def _consume(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        batch_size = self.settings.batch_size
+        while not self.should_stop:
+            fetched = await consumer.getmany(timeout_ms=200, max_records=batch_size)
+            async with self._lock:
+                if fetched:
+                    await self._handle(fetched)
+                await self._commit()
+
+    async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        consumed = time.monotonic()
+        records: list[RawRecord] = []
+        for tp, batch in fetched.items():
+            topic, partition = tp.topic, tp.partition
+            records.extend(RawRecord(topic, partition, r.offset, r.key, r.value) for r in batch)
+        out = self.processor.process(records, int(time.time() * 1000))
+        await self.publish(out)
+        if out.signals:
+            latency = time.monotonic() - consumed
+            for signal in out.signals:
+                self.metrics.decision_latency.observe(latency)
+                log.info(
+                    "signal %s %s line=%s rule=%s: %s",
+                    signal.action,
+                    signal.severity,
+                    signal.line_id,
+                    signal.rule_id,
+                    signal.reason,
+                )
+        for tp, batch in fetched.items():
+            self._positions[tp] = batch[-1].offset + 1
+
+    async def publish(self, out: Outputs) -> None:
+        """Send everything `out` holds and wait until the broker has all of it."""
+        producer = self.producer
+        assert producer is not None
+        s = self.settings
+        pending: list[Awaitable[Any]] = []
+        for key, value in out.deadletter:
+            pending.append(await producer.send(s.topic_deadletter, value, key=key))
+        for key, value in out.control:
+            pending.append(await producer.send(s.topic_control, value, key=key))
+        for key, value in out.blocks:
+            pending.append(await producer.send(s.topic_blocks, value, key=key))
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def expire(self) -> None:
+        if self.producer is None:
+            return  # not started yet
+        async with self._lock:
+            out = self.processor.expire(int(time.time() * 1000))
+            await self.publish(out)
+        for signal in out.signals:
+            log.info("signal %s line=%s: %s", signal.action, signal.line_id, signal.reason)
+
+    async def _commit(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self._positions or self.consumer is None:
+            return
+        if not force and now - self._last_commit < self.settings.commit_interval_s:
+            return
+        offsets = dict(self._positions)
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in flight: the next owner re-reads
+            log.warning("offset commit failed (%s); uncommitted events will be re-read", exc)
+        self._last_commit = now
