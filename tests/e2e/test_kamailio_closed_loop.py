@@ -1,0 +1,162 @@
+"""Closed loop (issue 6): a real Kamailio reports calls, tollguard decides, Kamailio blocks.
+
+sipp plays a hijacked PBX dialling Sierra Leone (JP dial plan: 010 232 ...)
+from one line while other lines make ordinary calls through Kamailio to a
+sipp far end. Kamailio mirrors SIP to `tollguard ingest hep`, the worker
+decides on real Kafka, `tollguard enforce kamailio` writes the block into
+Kamailio's htable, and Kamailio answers the attacking line with 403 until the
+block's TTL (20 s here) runs out. Every load is bounded in calls and time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.sip_support import (
+    Loop,
+    call_outcomes,
+    metric,
+    missing_sip_tools,
+    rpc,
+    wait_for,
+)
+from tests.e2e.support import WorkerProcess, isolated_settings, read_until
+
+pytestmark = pytest.mark.e2e
+
+# A short window and TTL so the test sees the whole block lifecycle in ~1 min.
+RULES = """\
+pack: closed-loop
+version: "test-1"
+dial_plan: JP
+rules:
+  - id: hot-destinations
+    kind: count
+    description: calls to Sierra Leone in a short window (closed-loop test)
+    match:
+      international: true
+      prefixes: ["+232"]
+    window: 15s
+    warning: 2
+    critical: 4
+    ttl: 20s
+    block_scope: international
+"""
+
+ATTACKER = "pbx-hijacked"
+ATTACK_CALLS = 20
+ORDINARY_CALLS = 24
+# Domestic calls (0 + area code) and one international call to the UK (+44),
+# which this pack does not watch.
+ORDINARY_ROWS = [
+    ("pbx-b", "0312345678"),
+    ("pbx-c", "0661234567"),
+    ("pbx-d", "0521234567"),
+    ("pbx-e", "01044201234567"),
+]
+
+
+@pytest.fixture
+def closed_loop(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Loop, WorkerProcess]]:
+    missing = missing_sip_tools()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}; .ci/run should have installed them")
+        pytest.skip(missing)
+    rules = tmp_path / "closed-loop.yaml"
+    rules.write_text(RULES)
+    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=2, rules=str(rules))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    loop = Loop(tmp_path, settings)
+    try:
+        worker.start()
+        loop.start_far_end()
+        loop.start_collector()
+        loop.start_kamailio()
+        loop.start_enforcer()
+        yield loop, worker
+    finally:
+        loop.stop()
+        worker.stop()
+
+
+def test_kamailio_rejects_the_hijacked_line_until_the_block_expires(
+    kafka_bootstrap: str, closed_loop: tuple[Loop, WorkerProcess]
+) -> None:
+    loop, worker = closed_loop
+    attack_rows = [(ATTACKER, f"0102327612{n:04d}") for n in range(ATTACK_CALLS)]
+    ordinary = loop.pbx("ordinary", ORDINARY_ROWS, calls=ORDINARY_CALLS, rate=2, hold_ms=500)
+    attack = loop.pbx("attack", attack_rows, calls=ATTACK_CALLS, rate=4, hold_ms=1000)
+    attack.wait(60)
+    ordinary.wait(60)
+
+    atk = call_outcomes(loop.workdir / "attack.messages")
+    assert len(atk) == ATTACK_CALLS, attack.tail()
+    first_403 = next((c for c in atk if c.final == 403), None)
+    assert first_403 is not None and first_403.final_at is not None, (
+        f"Kamailio never answered the attacking line with 403.\nworker:\n{worker.log_tail()}\n"
+        f"collector:\n{loop.named['collector'].tail()}\n"
+        f"enforcer:\n{loop.named['enforcer'].tail()}"
+    )
+    answered = [c for c in atk if c.final == 200]
+    later = [c for c in atk if c.invite_at > first_403.invite_at]
+    position = atk.index(first_403) + 1
+    measured = {
+        "attack_calls": len(atk),
+        "calls_completed_before_block": len(answered),
+        "first_403_at_attack_call": position,
+        "first_attack_call_to_first_403_s": round(first_403.final_at - atk[0].invite_at, 3),
+        "rule_critical": 4,
+    }
+    (loop.workdir / "measured.json").write_text(json.dumps(measured))
+    print(f"\nclosed loop measured: {measured}")
+    # The block lands within a bounded number of attack calls and then holds.
+    assert position <= 12, measured
+    assert all(c.final == 200 for c in atk[: position - 1]), [c.final for c in atk]
+    assert all(c.final == 403 for c in later), [c.final for c in atk]
+
+    # The other lines kept connecting throughout.
+    calls = call_outcomes(loop.workdir / "ordinary.messages")
+    assert len(calls) == ORDINARY_CALLS
+    assert [c.final for c in calls] == [200] * ORDINARY_CALLS
+
+    # tollguard blocked exactly the attacking line, once.
+    control = read_until(
+        kafka_bootstrap,
+        loop.settings.topic_control,
+        lambda seen: any(s["action"] == "block" for s in seen),
+        timeout=30,
+    )
+    blocks = [s for s in control if s["action"] == "block"]
+    assert [s["line_id"] for s in blocks] == [ATTACKER]
+    assert metric(loop.enforcer_web, "tollguard_enforcer_applied_total", op="set") >= 1
+
+    # After the TTL the worker's unblock reaches Kamailio and the line connects again.
+    wait_for(
+        "the unblock to be applied",
+        lambda: metric(loop.enforcer_web, "tollguard_enforcer_applied_total", op="delete") >= 1,
+        60,
+        loop.named["enforcer"],
+    )
+    assert "error" in rpc(loop.http_port, "htable.get", "tgblock", ATTACKER)
+    again = loop.pbx("after-ttl", [(ATTACKER, "01023276123456")], calls=1, rate=1, hold_ms=200)
+    again.wait(30)
+    assert [c.final for c in call_outcomes(loop.workdir / "after-ttl.messages")] == [200]
+
+    # The collector turned the mirrored SIP into events, and dropped nothing as malformed.
+    setups = ATTACK_CALLS + ORDINARY_CALLS + 1
+    wait_for(
+        "every setup event to be produced",
+        lambda: metric(loop.collector_web, "tollguard_hep_events_total", type="setup") >= setups,
+        20,
+    )
+    web = loop.collector_web
+    assert metric(web, "tollguard_hep_events_total", type="answer") >= ORDINARY_CALLS
+    assert metric(web, "tollguard_hep_events_total", type="release") >= ORDINARY_CALLS
+    for reason in ("not_hep", "bad_chunk", "bad_sip", "error"):
+        assert metric(web, "tollguard_hep_dropped_total", reason=reason) == 0
