@@ -208,19 +208,22 @@ class Loop:
         wait_for("collector /metrics", lambda: bool(metrics_of(self.collector_web)), 30, proc)
         return proc
 
-    def start_enforcer(self) -> Proc:
+    def start_enforcer(self, wait_up: bool = True) -> Proc:
         proc = self._tollguard(
             "enforcer",
             ["enforce", "kamailio", "--rpc-url", f"http://127.0.0.1:{self.http_port}/RPC"],
             self.enforcer_web,
             TOLLGUARD_ENFORCE_RESYNC_S="5",
         )
-        wait_for(
-            "enforcer in sync with Kamailio",
-            lambda: metric(self.enforcer_web, "tollguard_enforcer_kamailio_up") == 1,
-            60,
-            proc,
-        )
+        if wait_up:
+            wait_for(
+                "enforcer in sync with Kamailio",
+                lambda: metric(self.enforcer_web, "tollguard_enforcer_kamailio_up") == 1,
+                60,
+                proc,
+            )
+        else:
+            wait_for("enforcer /metrics", lambda: bool(metrics_of(self.enforcer_web)), 60, proc)
         return proc
 
     def start_far_end(self) -> Proc:

@@ -160,3 +160,111 @@ def test_kamailio_rejects_the_hijacked_line_until_the_block_expires(
     assert metric(web, "tollguard_hep_events_total", type="release") >= ORDINARY_CALLS
     for reason in ("not_hep", "bad_chunk", "bad_sip", "error"):
         assert metric(web, "tollguard_hep_dropped_total", reason=reason) == 0
+
+
+def _signal(sid: str, action: str, line: str, *, mode: str = "enforce", ttl_s: int = 90) -> dict:
+    import time
+
+    from tollguard.signals.model import rfc3339
+
+    now = int(time.time() * 1000)
+    return {
+        "v": 1,
+        "signal_id": sid,
+        "action": action,
+        "line_id": line,
+        "tenant": None,
+        "scope": {"kind": "international"},
+        "severity": "critical",
+        "rule_id": "hot-destinations",
+        "rules_version": "test-1",
+        "reason": "test",
+        "evidence": None,
+        "event_ts": rfc3339(now),
+        "issued_at": rfc3339(now),
+        "expires_at": rfc3339(now + ttl_s * 1000) if action == "block" else None,
+        "mode": mode,
+        "source": "rule" if action == "block" else "manual",
+        "actor": None,
+    }
+
+
+def test_enforcer_rebuilds_from_blocks_waits_for_kamailio_and_resyncs_after_restart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    missing = missing_sip_tools()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}; .ci/run should have installed them")
+        pytest.skip(missing)
+    import orjson
+
+    from tests.e2e.support import produce
+    from tollguard.app.topics import ensure_tollguard_topics
+
+    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=2)
+    ensure_tollguard_topics(settings)
+
+    def records(*signals: dict) -> list[tuple[bytes, bytes]]:
+        return [(s["line_id"].encode(), orjson.dumps(s)) for s in signals]
+
+    # The compacted list a new enforcer starts from: one live block, one shadow
+    # block, one block already lifted (latest record per line wins).
+    produce(
+        kafka_bootstrap,
+        settings.topic_blocks,
+        records(
+            _signal("b-old", "block", "pbx-old"),
+            _signal("b-shadow", "block", "pbx-shadow", mode="shadow"),
+            _signal("b-lifted", "block", "pbx-lifted"),
+            _signal("u-lifted", "unblock", "pbx-lifted"),
+        ),
+    )
+    loop = Loop(tmp_path, settings)
+    try:
+        # Kamailio is not up yet: the enforcer must wait and retry, not die.
+        enforcer = loop.start_enforcer(wait_up=False)
+        web = loop.enforcer_web
+        wait_for(
+            "the enforcer to rebuild one block and see Kamailio down",
+            lambda: (
+                metric(web, "tollguard_enforcer_active_blocks") == 1
+                and metric(web, "tollguard_enforcer_kamailio_up") == 0
+            ),
+            30,
+            enforcer,
+        )
+        kamailio = loop.start_kamailio()
+
+        def table() -> set[str]:
+            answer = rpc(loop.http_port, "htable.dump", "tgblock")
+            return {item["name"] for slot in answer.get("result") or [] for item in slot["slot"]}
+
+        wait_for("the rebuilt block in Kamailio", lambda: table() == {"pbx-old"}, 30, enforcer)
+        item = rpc(loop.http_port, "htable.get", "tgblock", "pbx-old")["result"]["item"]
+        assert item["value"] == "international"
+
+        # Live signals: a block, a duplicate of it, then its unblock.
+        produce(
+            kafka_bootstrap,
+            settings.topic_control,
+            records(_signal("b-new", "block", "pbx-new"), _signal("b-new", "block", "pbx-new")),
+        )
+        wait_for("the new block", lambda: table() == {"pbx-old", "pbx-new"}, 30, enforcer)
+        produce(
+            kafka_bootstrap, settings.topic_control, records(_signal("u-new", "unblock", "pbx-new"))
+        )
+        wait_for("the unblock", lambda: table() == {"pbx-old"}, 30, enforcer)
+        assert (
+            metric(web, "tollguard_enforcer_signals_total", action="block", outcome="duplicate")
+            == 1
+        )
+
+        # Kamailio restarts with an empty htable: the enforcer puts the block back.
+        kamailio.stop()
+        loop.start_kamailio()
+        wait_for("the re-sync after restart", lambda: table() == {"pbx-old"}, 30, enforcer)
+        assert metric(web, "tollguard_enforcer_resyncs_total") >= 2
+        assert enforcer.running()
+    finally:
+        loop.stop()
