@@ -31,6 +31,8 @@ class Settings:
     topic_blocks: str = "tollguard.blocks"
     topic_rules: str = "tollguard.rules"
     topic_deadletter: str = "tollguard.deadletter"
+    # Compacted changelog of per-line engine state; empty means "<app_id>.state".
+    topic_state: str = ""
     # Partitions used when tollguard has to create calls.events itself.
     event_partitions: int = 8
     web_host: str = "0.0.0.0"
@@ -42,6 +44,10 @@ class Settings:
     # Most events the detector takes from Kafka per batch, and how often it commits.
     batch_size: int = 10000
     commit_interval_s: float = 1.0
+    # Lines with no event for this long (event time) and no open block are
+    # forgotten, also in the changelog: memory stays bounded. It also bounds
+    # how long a quiet line's learned destinations are remembered.
+    idle_evict_s: int = 14 * 86_400
     expiry_interval_s: float = 1.0
     # Closed loop with a SIP proxy (issue 6): `tollguard ingest hep` and
     # `tollguard enforce kamailio`.
@@ -58,6 +64,10 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+
+    @property
+    def state_topic(self) -> str:
+        return self.topic_state or f"{self.app_id}.state"
 
     @property
     def bootstrap(self) -> str:

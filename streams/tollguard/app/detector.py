@@ -112,7 +112,48 @@ class Detector(Service):
             self._positions.pop(tp, None)
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+        """Rebuild the assigned partitions' lines from the changelog before any event."""
+        partitions = sorted(tp.partition for tp in assigned)
+        if not partitions:
+            return
+        started = time.monotonic()
+        restored = await self._restore(partitions)
+        log.info(
+            "assigned partitions %s: restored %d lines in %.2fs",
+            partitions,
+            restored,
+            time.monotonic() - started,
+        )
+
+    async def _restore(self, partitions: list[int]) -> int:
+        topic = self.settings.state_topic
+        reader = AIOKafkaConsumer(
+            **kafka_client_config(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await reader.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in partitions]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            records: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                fetched = await reader.getmany(*remaining, timeout_ms=1000)
+                for tp, batch in fetched.items():
+                    records[tp.partition].extend((r.key, r.value) for r in batch)
+                    if batch and batch[-1].offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+                for tp in list(remaining):
+                    if await reader.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await reader.stop()
+        return sum(self.processor.restore(p, records[p]) for p in partitions)
 
     async def _consume(self) -> None:
         consumer = self.consumer
@@ -172,12 +213,27 @@ class Detector(Service):
         for signal in out.signals:
             log.info("signal %s line=%s: %s", signal.action, signal.line_id, signal.reason)
 
+    async def _checkpoint(self) -> None:
+        """Write every changed line's state; returns once the broker has all of it."""
+        producer = self.producer
+        assert producer is not None
+        records = self.processor.checkpoint(self.settings.idle_evict_s * 1000)
+        if not records:
+            return
+        topic = self.settings.state_topic
+        pending = [
+            await producer.send(topic, r.value, key=r.key, partition=r.partition) for r in records
+        ]
+        await asyncio.gather(*pending)
+        self.metrics.state_writes.inc(len(records))
+
     async def _commit(self, force: bool = False) -> None:
         now = time.monotonic()
         if not self._positions or self.consumer is None:
             return
         if not force and now - self._last_commit < self.settings.commit_interval_s:
             return
+        await self._checkpoint()
         offsets = dict(self._positions)
         try:
             await self.consumer.commit(offsets)

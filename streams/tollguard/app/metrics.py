@@ -72,6 +72,16 @@ class Metrics:
             "Repeated (call_id, type) events counted once and otherwise ignored",
             registry=r,
         )
+        self.replayed = Counter(
+            "tollguard_events_replayed_total",
+            "Re-read events skipped because restored line state already covers them",
+            registry=r,
+        )
+        self.state_writes = Counter(
+            "tollguard_state_writes_total",
+            "Line states written to the state changelog (one per changed line per checkpoint)",
+            registry=r,
+        )
         self.signals = Counter(
             "tollguard_signals_total",
             "Control signals produced",

@@ -7,18 +7,31 @@ partition's lines together, so state can later move with its partition.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from time import time
-from typing import NamedTuple
+from time import monotonic, time
+from typing import Any, NamedTuple
 
 import orjson
 
 from tollguard.app.metrics import Metrics
 from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
 from tollguard.engine.events import CallEvent
+from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, DialPlan
 from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
+
+log = logging.getLogger("tollguard.processor")
+EVICT_SCAN_S = 60.0
+
+
+class StateRecord(NamedTuple):
+    """One changelog write: a line's state (or None: forget the line) in a partition."""
+
+    partition: int
+    key: bytes
+    value: bytes | None
 
 
 class RawRecord(NamedTuple):
@@ -69,6 +82,14 @@ class BatchProcessor:
         self.engine_config = EngineConfig(lateness_ms=lateness_ms)
         self.max_event_bytes = max_event_bytes
         self.engines: dict[int, Engine] = {}
+        # Durable state bookkeeping, per input partition: lines changed since the
+        # last checkpoint, the next input offset, and for lines restored from the
+        # changelog the offset their state already covers (replays below it skip).
+        self.dirty: dict[int, set[str]] = {}
+        self.positions: dict[int, int] = {}
+        self.covered: dict[int, dict[str, int]] = {}
+        self.corrupt_state_records = 0
+        self._last_evict_scan = monotonic()
         self.pack = pack
         self.parser = self._parser(pack)
         metrics.set_rules_version(pack.version)
@@ -93,12 +114,70 @@ class BatchProcessor:
     def engine(self, partition: int) -> Engine:
         engine = self.engines.get(partition)
         if engine is None:
-            engine = self.engines[partition] = Engine(self.pack, self.engine_config)
+            engine = self.engines[partition] = self._new_engine()
         return engine
+
+    def _new_engine(self) -> Engine:
+        return Engine(self.pack, self.engine_config, destinations=self.destinations)
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self.engines.pop(p, None)
+            self.dirty.pop(p, None)
+            self.positions.pop(p, None)
+            self.covered.pop(p, None)
+
+    def checkpoint(self, idle_ms: int | None = None) -> list[StateRecord]:
+        """Changelog writes for every line changed since the last checkpoint.
+
+        Lines idle for `idle_ms` of event time (and not blocked) are evicted
+        here too, and written as tombstones so the changelog forgets them.
+        """
+        records: list[StateRecord] = []
+        # Finding idle lines walks every line, so it runs once a minute at most.
+        scan = idle_ms is not None and monotonic() - self._last_evict_scan >= EVICT_SCAN_S
+        if scan:
+            self._last_evict_scan = monotonic()
+        for partition, engine in self.engines.items():
+            dirty = self.dirty.pop(partition, set())
+            if scan and idle_ms is not None:
+                dirty.update(engine.evict_idle(engine.max_ts - idle_ms))
+            if not dirty:
+                continue
+            offset = self.positions.get(partition, 0)
+            lines = engine.lines
+            for line_id in dirty:
+                state = lines.get(line_id)
+                value = None if state is None else encode_line(state, offset)
+                records.append(StateRecord(partition, line_id.encode(), value))
+            covered = self.covered.get(partition)
+            if covered and offset >= max(covered.values()):
+                del self.covered[partition]  # replay has passed every restored line
+        return records
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> int:
+        """Rebuild a partition's engine from its changelog (oldest record first)."""
+        latest: dict[str, tuple[Any, int] | None] = {}
+        for key, value in records:
+            line_id = key.decode(errors="replace")
+            if value is None:
+                latest[line_id] = None
+                continue
+            try:
+                latest[line_id] = decode_line(value)
+            except SnapshotError as exc:
+                self.corrupt_state_records += 1
+                log.error("changelog record for a line in partition %d ignored: %s", partition, exc)
+        engine = self.engines[partition] = self._new_engine()
+        covered: dict[str, int] = {}
+        for line_id, item in latest.items():
+            if item is not None:
+                state, offset = item
+                engine.adopt(line_id, state)
+                covered[line_id] = offset
+        if covered:
+            self.covered[partition] = covered
+        return len(covered)
 
     def process(self, records: Iterable[RawRecord], now_ms: int) -> Outputs:
         out = Outputs()
@@ -108,10 +187,14 @@ class BatchProcessor:
         rejected: dict[str, int] = {}
         by_country: dict[str, int] = {}
         lags: list[float] = []
-        duplicates = 0
+        duplicates = replayed = 0
         engine: Engine | None = None
         engine_partition = -1
+        dirty: set[str] = set()
+        covered: dict[str, int] | None = None
+        positions = self.positions
         for record in records:
+            positions[record.partition] = record.offset + 1
             try:
                 event = parse(record.value)
             except EventError as exc:
@@ -119,9 +202,14 @@ class BatchProcessor:
                 out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
                 continue
             if record.partition != engine_partition:
-                engine = self.engine(record.partition)
                 engine_partition = record.partition
+                engine = self.engine(engine_partition)
+                dirty = self.dirty.setdefault(engine_partition, set())
+                covered = self.covered.get(engine_partition)
             assert engine is not None
+            if covered and record.offset < covered.get(event.line_id, -1):
+                replayed += 1  # already in the restored state of this line
+                continue
             verdict = engine.process(event, signals)
             if verdict is not None:
                 if verdict == "duplicate":
@@ -132,6 +220,7 @@ class BatchProcessor:
                         (record.key, dead_letter(record, verdict, _late_detail(event)))
                     )
                 continue
+            dirty.add(event.line_id)
             by_type[event.type] = by_type.get(event.type, 0) + 1
             lags.append(now_ms - event.ts_ms)
             if event.international and event.dest is not None:
@@ -147,14 +236,19 @@ class BatchProcessor:
             m.destination_calls.labels(country=code).inc(n)
         if duplicates:
             m.duplicates.inc(duplicates)
+        if replayed:
+            m.replayed.inc(replayed)
         m.event_lag.observe_many(lag / 1000 for lag in lags)
         return out
 
     def expire(self, now_ms: int) -> Outputs:
         """Lift blocks whose TTL has passed; `now_ms` is the later of wall and event time."""
         out = Outputs()
-        for engine in self.engines.values():
-            out.signals.extend(engine.expire(max(now_ms, engine.max_ts)))
+        for partition, engine in self.engines.items():
+            lifted = engine.expire(max(now_ms, engine.max_ts))
+            if lifted:
+                self.dirty.setdefault(partition, set()).update(s.line_id for s in lifted)
+                out.signals.extend(lifted)
         self._publish(out.signals, out)
         return out
 

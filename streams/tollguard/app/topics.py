@@ -11,20 +11,35 @@ from tollguard.brokers.admin import TopicSpec, ensure_topics
 from tollguard.config import Settings
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    n = settings.event_partitions
+def topic_specs(settings: Settings, partitions: int | None = None) -> list[TopicSpec]:
+    n = partitions or settings.event_partitions
     return [
         TopicSpec(settings.topic_events, n),
         TopicSpec(settings.topic_control, n),
         TopicSpec(settings.topic_blocks, n, compacted=True),
         TopicSpec(settings.topic_rules, 1, compacted=True),
         TopicSpec(settings.topic_deadletter, n),
+        # Same partition count as the events: partition p's lines live in state partition p.
+        TopicSpec(settings.state_topic, n, compacted=True),
     ]
 
 
-def ensure_tollguard_topics(settings: Settings, timeout: float = 30.0) -> None:
+def event_partition_count(settings: Settings) -> int:
+    from kafka import KafkaConsumer  # type: ignore[import-untyped]
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap)
     try:
-        ensure_topics(settings.bootstrap, topic_specs(settings), timeout=timeout)
+        return len(consumer.partitions_for_topic(settings.topic_events) or ())
+    finally:
+        consumer.close()
+
+
+def ensure_tollguard_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create missing topics; the state changelog copies the events topic's partitioning."""
+    try:
+        ensure_topics(settings.bootstrap, topic_specs(settings)[:1], timeout=timeout)
+        n = event_partition_count(settings)
+        ensure_topics(settings.bootstrap, topic_specs(settings, n)[1:], timeout=timeout)
     except Exception as exc:
         raise SystemExit(
             f"tollguard: cannot prepare topics on Kafka at {settings.broker}: {exc}\n"

@@ -30,7 +30,7 @@ from tollguard.engine.dedup import RecentIds
 from tollguard.engine.events import ANSWER, RELEASE, SETUP, CallEvent
 from tollguard.engine.kinds import KINDS, NO_DECISION, Kind
 from tollguard.engine.rules import DISTINCT, LONG_CALL, Limits, Rule, RulePack
-from tollguard.numbering import Destination
+from tollguard.numbering import Destination, DestinationTable
 from tollguard.signals.model import (
     ALERT,
     BLOCK,
@@ -144,6 +144,8 @@ class Engine:
     _dests: dict[str, Destination] = field(default_factory=dict)
     _tags: dict[str, str] = field(default_factory=dict)
     _dedup: RecentIds = field(init=False)
+    # Names destinations in reasons when the engine has not seen them itself.
+    destinations: DestinationTable | None = None
 
     def __post_init__(self) -> None:
         self._dedup = RecentIds(self.config.lateness_ms)
@@ -187,7 +189,9 @@ class Engine:
         pack = self.pack
         etype = event.type
         if etype == SETUP:
-            if event.e164 is not None and pack.needs_call_legs:
+            if event.e164 is not None and (
+                pack.needs_domestic_legs or (event.international and pack.needs_call_legs)
+            ):
                 legs = state.legs
                 if legs is None:
                     legs = state.legs = {}
@@ -195,16 +199,25 @@ class Engine:
                 if len(legs) > MAX_LEGS:
                     del legs[next(iter(legs))]
         elif state.legs is not None:
-            setup = state.legs.pop if etype == RELEASE else state.legs.get
-            leg = setup(event.call_id, None)
+            legs = state.legs
+            leg = legs.pop(event.call_id, None) if etype == RELEASE else legs.get(event.call_id)
             if leg is not None and event.e164 is None:
                 event.e164, event.dest, event.international = leg.e164, leg.dest, leg.international
+        intl = event.international
+        rules = pack.by_type[etype] if intl else pack.by_type_domestic[etype]
+        if not rules:
+            if self._due and self._due[0][0] <= self.max_ts:
+                self._run_due(out)
+            return None
         matched = False
         tenant = state.tenant
-        for rule in pack.by_type[etype]:
-            if not rule.applies(event, tenant):
+        for rule in rules:
+            if rule.simple:
+                if event.e164 is None and rule.match.international_only:
+                    continue
+            elif not rule.applies(event, tenant):
                 continue
-            limits = rule.limits_for(event.line_id, tenant)
+            limits = rule.limits_for(event.line_id, tenant) if rule.has_overrides else rule.limits
             if not limits.enabled:
                 continue
             matched = True
@@ -245,14 +258,19 @@ class Engine:
         tag = self._tag(event)
         value = kind.observe(rule, st, event, tag, state)
         if rule.kind == LONG_CALL and event.type == ANSWER:
-            for threshold in (limits.warning, limits.critical):
-                if threshold is not None:
-                    due = event.ts_ms + int(threshold * 1000)
-                    heapq.heappush(self._due, (due, event.line_id, rule.id, event.call_id))
+            self._schedule_long_call(rule, limits, event.line_id, event.call_id, event.ts_ms)
             return
         if value == NO_DECISION:
             return
         self._decide(rule, limits, kind, st, state, event, tag, value, out)
+
+    def _schedule_long_call(
+        self, rule: Rule, limits: Limits, line_id: str, call_id: str, answered: int
+    ) -> None:
+        for threshold in (limits.warning, limits.critical):
+            if threshold is not None:
+                due = answered + int(threshold * 1000)
+                heapq.heappush(self._due, (due, line_id, rule.id, call_id))
 
     def _run_due(self, out: list[ControlSignal]) -> None:
         """Long-call checks whose time has come on this shard's event-time watermark."""
@@ -424,6 +442,8 @@ class Engine:
 
     def _label(self, tag: str) -> str:
         dest = self._dests.get(tag)
+        if dest is None and self.destinations is not None and tag != UNKNOWN_DEST:
+            dest = self.destinations.lookup(tag)  # a tag restored from the changelog
         return dest.label if dest is not None else "unknown destinations"
 
     def expire(self, now_ms: int) -> list[ControlSignal]:
@@ -467,3 +487,30 @@ class Engine:
 
     def active_blocks(self) -> int:
         return sum(1 for s in self.lines.values() if s.block is not None)
+
+    def adopt(self, line_id: str, state: LineState) -> None:
+        """Take over a line's state restored from the changelog, with its timers."""
+        self.lines[line_id] = state
+        if state.max_ts > self.max_ts:
+            self.max_ts = state.max_ts
+        for block in (state.block, state.shadow_block):
+            if block is not None and block.expires_at is not None:
+                entry = (block.expires_at, line_id, block.signal.signal_id)
+                heapq.heappush(self._expiries, entry)
+        for rule in self.pack.rules:
+            live = state.states.get(rule.id) if rule.kind == LONG_CALL else None
+            if live is not None:
+                limits = rule.limits_for(line_id, state.tenant)
+                for call_id, answered in live.calls.items():
+                    self._schedule_long_call(rule, limits, line_id, call_id, answered)
+
+    def evict_idle(self, before_ts: int) -> list[str]:
+        """Forget lines with no event since `before_ts` and no open block."""
+        idle = [
+            line_id
+            for line_id, state in self.lines.items()
+            if state.max_ts < before_ts and state.block is None and state.shadow_block is None
+        ]
+        for line_id in idle:
+            del self.lines[line_id]
+        return idle

@@ -1,0 +1,121 @@
+"""Line state to bytes and back, for the changelog that makes state durable.
+
+The engine's state is plain slotted objects, lists, dicts, sets, tuples, ints
+and strings. This codec walks that shape generically, so a new rule kind's
+state is persisted without writing a serializer for it, and it only ever
+rebuilds classes from the engine's own modules: a changelog record can never
+make the worker construct anything else (unlike pickle).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import cache
+from typing import Any
+
+import orjson
+
+_MODULES = (
+    "tollguard.engine.engine",
+    "tollguard.engine.events",
+    "tollguard.engine.windows",
+    "tollguard.signals.model",
+    "tollguard.numbering.plan",
+)
+_KINDS_PACKAGE = "tollguard.engine.kinds"
+FORMAT = 1
+
+
+class SnapshotError(ValueError):
+    """A changelog record that cannot be turned back into line state."""
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return tuple(n for n in names if n not in ("__weakref__", "__dict__"))
+
+
+@cache
+def _registry() -> dict[str, type]:
+    modules = [importlib.import_module(m) for m in _MODULES]
+    kinds = importlib.import_module(_KINDS_PACKAGE)
+    for info in pkgutil.iter_modules(kinds.__path__):
+        modules.append(importlib.import_module(f"{_KINDS_PACKAGE}.{info.name}"))
+    found: dict[str, type] = {}
+    for module in modules:
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and value.__module__ == module.__name__
+                and "__slots__" in value.__dict__
+            ):
+                found[value.__name__] = value
+    return found
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {"t": [_encode(v) for v in value]}
+    if isinstance(value, set | frozenset):
+        return {"s": [_encode(v) for v in sorted(value, key=repr)]}
+    if isinstance(value, dict):
+        return {"d": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    cls = type(value)
+    if _registry().get(cls.__name__) is not cls:
+        raise SnapshotError(f"cannot persist a {cls.__module__}.{cls.__name__}")
+    return {"c": cls.__name__, "f": [_encode(getattr(value, n, None)) for n in _slots(cls)]}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "t" in value:
+        return tuple(_decode(v) for v in value["t"])
+    if "s" in value:
+        return {_decode(v) for v in value["s"]}
+    if "d" in value:
+        return {_decode(k): _decode(v) for k, v in value["d"]}
+    name = value.get("c")
+    cls = _registry().get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise SnapshotError(f"unknown state class {name!r}")
+    obj: Any = object.__new__(cls)
+    names = _slots(cls)
+    fields = value.get("f", [])
+    if len(fields) != len(names):
+        raise SnapshotError(f"{name} has {len(names)} fields, the record {len(fields)}")
+    for slot, field in zip(names, fields, strict=True):
+        object.__setattr__(obj, slot, _decode(field))
+    return obj
+
+
+def encode_line(state: Any, offset: int) -> bytes:
+    """A changelog value: the line's state as of input `offset` (exclusive)."""
+    return orjson.dumps({"v": FORMAT, "o": offset, "s": _encode(state)})
+
+
+def decode_line(data: bytes) -> tuple[Any, int]:
+    """The state and the input offset it reflects; SnapshotError if unusable."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise SnapshotError(f"not a state record: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") != FORMAT:
+        raise SnapshotError("state record of an unknown format")
+    offset = doc.get("o")
+    if not isinstance(offset, int):
+        raise SnapshotError("state record without an input offset")
+    try:
+        return _decode(doc.get("s")), offset
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise SnapshotError(f"state record does not fit the engine: {exc}") from None
