@@ -1,4 +1,4 @@
-"""Durable state: a checkpointed and restored processor decides exactly as one that never stopped."""
+"""Durable state: a restored processor decides exactly as one that never stopped."""
 
 from __future__ import annotations
 
