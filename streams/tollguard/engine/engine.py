@@ -211,6 +211,8 @@ class Engine:
             return None
         matched = False
         tenant = state.tenant
+        tag = self._tag(event)
+        states = state.states
         for rule in rules:
             if rule.simple:
                 if event.e164 is None and rule.match.international_only:
@@ -221,7 +223,15 @@ class Engine:
             if not limits.enabled:
                 continue
             matched = True
-            self._observe(rule, limits, state, event, out)
+            kind = rule.impl
+            st = states.get(rule.id)
+            if st is None:
+                st = states[rule.id] = kind.new_state(rule)
+            value = kind.observe(rule, st, event, tag, state)
+            if value != NO_DECISION:
+                self._decide(rule, limits, kind, st, state, event, tag, value, out)
+            elif rule.kind == LONG_CALL and etype == ANSWER:
+                self._schedule_long_call(rule, limits, event.line_id, event.call_id, event.ts_ms)
         if matched and etype == SETUP and event.e164 is not None:
             recent = state.recent
             if recent is None:
@@ -243,33 +253,13 @@ class Engine:
             self._dests[tag] = dest
         return tag
 
-    def _observe(
-        self,
-        rule: Rule,
-        limits: Limits,
-        state: LineState,
-        event: CallEvent,
-        out: list[ControlSignal],
-    ) -> None:
-        kind = KINDS[rule.kind]
-        st = state.states.get(rule.id)
-        if st is None:
-            st = state.states[rule.id] = kind.new_state(rule)
-        tag = self._tag(event)
-        value = kind.observe(rule, st, event, tag, state)
-        if rule.kind == LONG_CALL and event.type == ANSWER:
-            self._schedule_long_call(rule, limits, event.line_id, event.call_id, event.ts_ms)
-            return
-        if value == NO_DECISION:
-            return
-        self._decide(rule, limits, kind, st, state, event, tag, value, out)
-
     def _schedule_long_call(
-        self, rule: Rule, limits: Limits, line_id: str, call_id: str, answered: int
+        self, rule: Rule, limits: Limits, line_id: str, call_id: str, answered_ms: int
     ) -> None:
+        """Check at answer time plus each threshold whether the call is still up."""
         for threshold in (limits.warning, limits.critical):
             if threshold is not None:
-                due = answered + int(threshold * 1000)
+                due = answered_ms + int(threshold * 1000)
                 heapq.heappush(self._due, (due, line_id, rule.id, call_id))
 
     def _run_due(self, out: list[ControlSignal]) -> None:

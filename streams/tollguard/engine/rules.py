@@ -19,10 +19,12 @@ number is never counted by the rule, whatever the overrides say.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tollguard.engine.events import ANSWER, RELEASE, SETUP, CallEvent
+from tollguard.engine.kinds import KINDS, Kind
 from tollguard.engine.schedule import Schedule
 from tollguard.signals.model import ENFORCE
 
@@ -102,6 +104,35 @@ class Rule:
     params: Any = None
     # Most events a window keeps for the kinds whose value is not a plain count.
     max_events: int = 4096
+    # True when only the destination's international flag can exclude a call
+    # (no scope, allow-list, prefixes or schedule): the engine's fast path.
+    simple: bool = field(init=False, compare=False, repr=False)
+    has_overrides: bool = field(init=False, compare=False, repr=False)
+    # How many call times a count window must remember to decide every threshold.
+    cap: int = field(init=False, compare=False, repr=False)
+    # The kind's implementation (tollguard.engine.kinds), looked up once.
+    impl: Kind = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        m = self.match
+        simple = not (
+            self.lines is not None
+            or self.tenants is not None
+            or self.allow_lines
+            or self.allow_numbers
+            or m.prefixes
+            or m.exclude_prefixes
+            or self.schedule is not None
+        )
+        object.__setattr__(self, "simple", simple)
+        object.__setattr__(self, "has_overrides", bool(self.line_limits or self.tenant_limits))
+        top = max(
+            [self.limits.top]
+            + [lim.top for lim in self.line_limits.values()]
+            + [lim.top for lim in self.tenant_limits.values()]
+        )
+        object.__setattr__(self, "cap", max(1, math.ceil(top)))
+        object.__setattr__(self, "impl", KINDS[self.kind])
 
     @property
     def warning(self) -> float | None:
@@ -114,16 +145,6 @@ class Rule:
     @property
     def mode(self) -> str:
         return self.limits.mode
-
-    @property
-    def cap(self) -> int:
-        """How many call times a count window must remember to decide every threshold."""
-        top = self.limits.top
-        for lim in self.line_limits.values():
-            top = max(top, lim.top)
-        for lim in self.tenant_limits.values():
-            top = max(top, lim.top)
-        return max(1, int(-(-top // 1)))
 
     @property
     def international_only(self) -> bool:
@@ -196,14 +217,20 @@ class RulePack:
     version: str
     dial_plan: str
     rules: tuple[Rule, ...]
+    # Rules by event type, for international calls (all of them) and for the
+    # rest (only rules that also look at domestic calls): most traffic is
+    # domestic, and most rules never need to see it.
     by_type: dict[str, tuple[Rule, ...]] = field(init=False, compare=False, repr=False)
+    by_type_domestic: dict[str, tuple[Rule, ...]] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        by_type = {
-            t: tuple(r for r in self.rules if t in KIND_EVENTS[r.kind])
-            for t in (SETUP, ANSWER, RELEASE)
+        types = (SETUP, ANSWER, RELEASE)
+        by_type = {t: tuple(r for r in self.rules if t in KIND_EVENTS[r.kind]) for t in types}
+        domestic = {
+            t: tuple(r for r in by_type[t] if not r.match.international_only) for t in types
         }
         object.__setattr__(self, "by_type", by_type)
+        object.__setattr__(self, "by_type_domestic", domestic)
 
     @property
     def max_window_ms(self) -> int:
@@ -213,3 +240,7 @@ class RulePack:
     def needs_call_legs(self) -> bool:
         """Whether any rule reads answer/release events (so setups must be remembered)."""
         return bool(self.by_type[ANSWER] or self.by_type[RELEASE])
+
+    @property
+    def needs_domestic_legs(self) -> bool:
+        return bool(self.by_type_domestic[ANSWER] or self.by_type_domestic[RELEASE])

@@ -197,6 +197,9 @@ def _schema_message(error: jsonschema.ValidationError) -> tuple[list[Any], str]:
             return [*path, extra[0]], f"unknown field {extra[0]!r} in {where}"
     if error.validator == "required":
         return path, f"{where}: {error.message}"
+    custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
+    if custom:
+        return path, f"{where}: {error.instance!r} {custom}"
     if error.validator == "anyOf" and error.context:
         best = jsonschema.exceptions.best_match(error.context)
         if best is not None:
@@ -381,11 +384,12 @@ class _Builder:
     def schedule(self, node: _Node) -> Schedule | None:
         s: dict[str, _Node] = node.value
         tz = str(s["timezone"].value)
+        zone_ok = True
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             self.fail(s["timezone"], f"unknown IANA time zone {tz!r}")
-            return None
+            zone_ok = False
         hours: list[tuple[int, int]] = []
         if "hours" in s:
             items = s["hours"].value if isinstance(s["hours"].value, list) else [s["hours"]]
@@ -409,6 +413,8 @@ class _Builder:
                 holidays.add(date.fromisoformat(str(item.value)))
             except ValueError:
                 self.fail(item, f"holiday {item.value!r} is not a date like 2026-12-31")
+        if not zone_ok:
+            return None
         return Schedule(tz, tuple(hours), days, all_day, frozenset(holidays))
 
 
@@ -452,7 +458,7 @@ def load_pack_text(text: str, source: str = "<rules>") -> RulePack:
         seen.add(rule.id)
         rules.append(rule)
     if build.problems:
-        raise RulePackError(build.problems)
+        raise RulePackError(sorted(build.problems, key=lambda p: p.line))
     return RulePack(
         name=str(fields["pack"].value),
         version=str(fields["version"].value),
