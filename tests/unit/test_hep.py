@@ -243,3 +243,18 @@ def test_ingest_counts_drops_and_never_raises() -> None:
     }
     assert queue.qsize() == 2
     assert reg.get_sample_value("tollguard_hep_packets_total") == 8.0
+
+
+def test_other_methods_and_provisional_responses_are_skipped_unparsed() -> None:
+    m = SipEventMapper()
+    # not even a Call-ID: skipped before parsing, so no error either
+    assert m.feed(parse_hep(hep(b"OPTIONS sip:x@y SIP/2.0\r\n\r\n")), 0) is None
+    assert m.feed(parse_hep(hep(b"SIP/2.0 180 Ringing\r\n\r\n")), 0) is None
+    assert m.feed(parse_hep(hep(b"ACK sip:x@y SIP/2.0\r\n\r\n")), 0) is None
+    with pytest.raises(HepError):
+        m.feed(parse_hep(hep(b"SIP/2.0 200 OK\r\n\r\n")), 0)  # a final response needs a Call-ID
+
+
+def test_parse_sip_keeps_only_wanted_headers() -> None:
+    msg = parse_sip(invite(extra="X-Other: 1\r\n"), frozenset({"call-id", "from"}))
+    assert set(msg.headers) == {"call-id", "from"}
