@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tollguard.config import load_settings
 
@@ -44,10 +45,36 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from tollguard.cli.backtest import run_backtest
+    from tollguard.cli.backtest import Options, run_backtest
+    from tollguard.report.inputs import InputError, parse_mapping
 
     settings = load_settings(args.config, rules=args.rules)
-    return run_backtest(args.files, settings, args.output)
+    try:
+        opts = Options(
+            fmt=args.format,
+            line_from=tuple(s.strip() for s in args.line_from.split(",") if s.strip()),
+            mapping=parse_mapping(args.map),
+            tz=_tz(args.tz),
+            reorder_s=args.reorder_s,
+        )
+    except (InputError, ValueError) as exc:
+        print(f"tollguard backtest: {exc}", file=sys.stderr)
+        return 2
+    return run_backtest(
+        args.files, settings, args.output, args.html, args.truth, opts, args.progress
+    )
+
+
+def _tz(name: str) -> Any:
+    from datetime import UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -121,26 +148,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-calls", type=int, default=400, help="attack calls to replay")
     p.add_argument("--lines", type=int, default=200, help="ordinary lines in the background")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--plain", action="store_true", help="print lines instead of a live view")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("simulate", help="produce ordinary traffic and an attack to Kafka or a file")
-    p.add_argument("scenario", choices=["seed-attack", "background"], help="what to generate")
+    from tollguard.cli.simulate import scenario_names
+
+    p = sub.add_parser(
+        "simulate", help="produce legitimate traffic and an attack scenario to Kafka or a file"
+    )
+    p.add_argument("scenario", choices=scenario_names(), help="what to generate")
     p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
     p.add_argument("--out", help="write JSONL to this file instead of Kafka")
-    p.add_argument("--truth", help="write ground truth (attacked lines, start) as JSON here")
-    p.add_argument("--lines", type=int, default=200)
-    p.add_argument("--hours", type=float, default=2.0, help="event-time span of the traffic")
-    p.add_argument("--attack-calls", type=int, default=300)
+    p.add_argument("--truth", help="write ground truth (attacked lines, from when) as JSON here")
+    p.add_argument("--seed", type=int, default=1, help="same seed, same events (default 1)")
+    p.add_argument("--scale", type=float, default=1.0, help="population size multiplier")
+    p.add_argument("--days", type=float, help="event-time span (default: the scenario's)")
     p.add_argument(
-        "--speed", type=float, default=0.0, help="replay speed-up; 0 = as fast as possible"
+        "--start", help="event time of the start, RFC 3339 or 'now' (default 2026-11-02 JST)"
     )
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--setup-only", action="store_true", help="no answer/release events")
+    p.add_argument(
+        "--speed", type=float, default=0.0, help="event-time compression, e.g. 3600 = 1 h/s"
+    )
+    p.add_argument("--rate", type=float, default=0.0, help="at most this many events/s")
     p.set_defaults(func=_simulate)
 
-    p = sub.add_parser("backtest", help="run the engine offline over recorded JSONL events")
-    p.add_argument("files", nargs="+")
+    p = sub.add_parser("backtest", help="run the engine offline over recorded events or CDRs")
+    p.add_argument("files", nargs="+", help="JSONL events, Asterisk Master.csv or CSV")
     p.add_argument("--rules", help="rule pack file (env TOLLGUARD_RULES)")
     p.add_argument("--output", help="write the JSON report here (default: stdout)")
+    p.add_argument("--html", help="write a self-contained HTML report here")
+    p.add_argument("--truth", help="ground-truth JSON (from simulate --truth): precision, recall")
+    p.add_argument("--format", choices=["auto", "jsonl", "asterisk", "csv"], default="auto")
+    p.add_argument(
+        "--line-from",
+        default="accountcode,channel",
+        help="Asterisk: where the line id comes from, first non-empty of "
+        "accountcode,src,channel,clid,dcontext (default accountcode,channel)",
+    )
+    p.add_argument(
+        "--map", help="CSV: FIELD=COLUMN,... for line_id, callee, ts, call_id, duration_s, end"
+    )
+    p.add_argument("--tz", default="UTC", help="time zone of naive CDR times (e.g. Asia/Tokyo)")
+    p.add_argument(
+        "--reorder-s", type=int, default=4 * 3600, help="CDR re-ordering window, seconds"
+    )
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: on a tty)"
+    )
     p.set_defaults(func=_backtest)
 
     ingest = sub.add_parser("ingest", help="call events from a switch into Kafka").add_subparsers(

@@ -1,4 +1,9 @@
-"""`tollguard simulate`: seeded traffic with an attack, to Kafka or a JSONL file."""
+"""`tollguard simulate SCENARIO`: seeded traffic with an attack, to Kafka or a JSONL file.
+
+The events come from the pure scenario library (`tollguard.simulate.scenarios`);
+this module only paces them (event-time compression with ``--speed``, a hard
+cap with ``--rate``) and writes them out. Ground truth goes to ``--truth``.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +11,88 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tollguard.config import Settings
-from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, background, merge
+from tollguard.simulate.scenarios import DEFAULT_START_MS, SCENARIOS, generate
+
+ALIASES = {"seed-case": "seed-attack"}
 
 
-def scenario_events(
-    scenario: str, lines: int, hours: float, attack_calls: int, seed: int, start_ms: int
-) -> tuple[Iterator[dict[str, Any]], dict[str, Any]]:
-    end_ms = start_ms + int(hours * 3_600_000)
-    streams = [background(BackgroundSpec(lines=lines), start_ms, end_ms, seed)]
-    truth: dict[str, Any] = {"scenario": scenario, "seed": seed, "attacked": []}
-    if scenario == "seed-attack":
-        spec = AttackSpec(calls=attack_calls)
-        attack_start = start_ms + (end_ms - start_ms) // 4
-        streams.append(attack(spec, attack_start, seed))
-        truth["attacked"].append({"line_id": spec.line_id, "start_ts": attack_start})
-    return merge(*streams), truth
+def scenario_names() -> list[str]:
+    return [*SCENARIOS, *ALIASES]
 
 
-def paced(events: Iterator[dict[str, Any]], speed: float) -> Iterator[dict[str, Any]]:
-    """Release events no faster than `speed` times their event-time spacing."""
-    if speed <= 0:
-        yield from events
-        return
+def parse_start(text: str | None) -> int:
+    if not text:
+        return DEFAULT_START_MS
+    if text == "now":
+        return int(time.time() * 1000)
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError(f"--start {text!r} needs a UTC offset")
+    return int(dt.timestamp() * 1000)
+
+
+def paced(
+    events: Iterator[dict[str, Any]], speed: float, rate: float = 0.0
+) -> Iterator[dict[str, Any]]:
+    """Release events no faster than `speed` times their event-time spacing, and no
+    more than `rate` a second; 0 disables either limit."""
     wall0 = time.monotonic()
     ts0: int | None = None
-    for event in events:
-        ts = int(event["ts"])
-        ts0 = ts if ts0 is None else ts0
-        delay = (ts - ts0) / 1000 / speed - (time.monotonic() - wall0)
-        if delay > 0:
-            time.sleep(delay)
+    for sent, event in enumerate(events):
+        if speed > 0:
+            ts = int(event["ts"])
+            ts0 = ts if ts0 is None else ts0
+            delay = (ts - ts0) / 1000 / speed - (time.monotonic() - wall0)
+            if delay > 0:
+                time.sleep(delay)
+        if rate > 0:
+            delay = sent / rate - (time.monotonic() - wall0)
+            if delay > 0:
+                time.sleep(delay)
         yield event
 
 
 def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    start_ms = int(time.time() * 1000)
-    events, truth = scenario_events(
-        args.scenario, args.lines, args.hours, args.attack_calls, args.seed, start_ms
+    name = ALIASES.get(args.scenario, args.scenario)
+    try:
+        start_ms = parse_start(args.start)
+    except ValueError as exc:
+        print(f"tollguard simulate: {exc}", file=sys.stderr)
+        return 2
+    events, truth = generate(
+        name,
+        seed=args.seed,
+        start_ms=start_ms,
+        scale=args.scale,
+        full_calls=not args.setup_only,
+        days=args.days,
     )
     if args.truth:
         Path(args.truth).write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     n = 0
     if args.out:
         with open(args.out, "wb") as fh:
-            for event in events:
+            for event in paced(events, args.speed, args.rate):
                 fh.write(orjson.dumps(event) + b"\n")
                 n += 1
-        print(f"wrote {n} events to {args.out}", file=sys.stderr)
+        print(
+            f"wrote {n} events of scenario {name} (seed {args.seed}) to {args.out}"
+            + (f", ground truth to {args.truth}" if args.truth else ""),
+            file=sys.stderr,
+        )
         return 0
     from kafka import KafkaProducer  # type: ignore[import-untyped]
 
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all")
     try:
-        for event in paced(events, args.speed):
+        for event in paced(events, args.speed, args.rate):
             producer.send(
                 settings.topic_events, key=str(event["line_id"]).encode(), value=orjson.dumps(event)
             )

@@ -1,0 +1,1 @@
+"""Offline analysis for the fraud analyst: backtest inputs, metrics and the HTML report."""
