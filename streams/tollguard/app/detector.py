@@ -69,6 +69,7 @@ class Detector(Service):
         self._positions: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
         self._lock = asyncio.Lock()
+        self._owned: set[int] = set()
 
     async def on_start(self) -> None:
         s = self.settings
@@ -107,9 +108,11 @@ class Detector(Service):
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
             await self._commit(force=True)
-        self.processor.drop_partitions(tp.partition for tp in revoked)
-        for tp in revoked:
-            self._positions.pop(tp, None)
+            self.processor.drop_partitions(tp.partition for tp in revoked)
+            for tp in revoked:
+                self._positions.pop(tp, None)
+            self._owned.difference_update(tp.partition for tp in revoked)
+        self.metrics.assigned_partitions.set(len(self._owned))
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Rebuild the assigned partitions' lines from the changelog before any event."""
@@ -117,7 +120,12 @@ class Detector(Service):
         if not partitions:
             return
         started = time.monotonic()
-        restored = await self._restore(partitions)
+        # aiokafka may already be fetching for these partitions: holding the lock
+        # keeps their records waiting until the state they update is back.
+        async with self._lock:
+            restored = await self._restore(partitions)
+            self._owned.update(partitions)
+        self.metrics.assigned_partitions.set(len(self._owned))
         log.info(
             "assigned partitions %s: restored %d lines in %.2fs",
             partitions,
@@ -169,8 +177,14 @@ class Detector(Service):
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         consumed = time.monotonic()
         records: list[RawRecord] = []
-        for tp, batch in fetched.items():
+        owned = self._owned
+        for tp, batch in list(fetched.items()):
             topic, partition = tp.topic, tp.partition
+            if partition not in owned:
+                # Fetched before a rebalance took the partition away: its new
+                # owner reads these again from the committed offset.
+                del fetched[tp]
+                continue
             records.extend(RawRecord(topic, partition, r.offset, r.key, r.value) for r in batch)
         out = self.processor.process(records, int(time.time() * 1000))
         await self.publish(out)

@@ -91,6 +91,11 @@ class Metrics:
         self.active_blocks = Gauge(
             "tollguard_active_blocks", "Lines currently blocked by this worker", registry=r
         )
+        self.assigned_partitions = Gauge(
+            "tollguard_assigned_partitions",
+            "Input partitions this worker owns (restored and processing)",
+            registry=r,
+        )
         self.tracked_lines = Gauge(
             "tollguard_tracked_lines", "Lines with state held by this worker", registry=r
         )
