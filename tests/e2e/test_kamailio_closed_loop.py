@@ -135,6 +135,16 @@ def test_kamailio_rejects_the_hijacked_line_until_the_block_expires(
     blocks = [s for s in control if s["action"] == "block"]
     assert [s["line_id"] for s in blocks] == [ATTACKER]
     assert metric(loop.enforcer_web, "tollguard_enforcer_applied_total", op="set") >= 1
+    lag_n = metric(loop.enforcer_web, "tollguard_enforcer_lag_seconds_count")
+    lag_sum = metric(loop.enforcer_web, "tollguard_enforcer_lag_seconds_sum")
+    measured["signal_issued_to_htable_s"] = round(lag_sum / lag_n, 4) if lag_n else None
+    decided = worker.metric("tollguard_decision_latency_seconds_count")
+    if decided:
+        measured["worker_decision_latency_avg_s"] = round(
+            worker.metric("tollguard_decision_latency_seconds_sum") / decided, 4
+        )
+    (loop.workdir / "measured.json").write_text(json.dumps(measured))
+    print(f"closed loop latencies: {measured}")
 
     # After the TTL the worker's unblock reaches Kamailio and the line connects again.
     wait_for(

@@ -208,3 +208,15 @@ def test_seen_ids_are_bounded() -> None:
     for i in range(20):
         blocks.offer(sig(f"s{i}", "alert"), NOW)
     assert len(blocks._seen) == 5
+
+
+def test_lag_is_observed_once_per_signal_not_per_resync(setup: Any) -> None:
+    enforcer, _rpc, clock = setup
+    enforcer.offer_all([sig("b1")])
+    for _ in range(3):
+        clock.t += 1
+        enforcer.request_resync()
+        enforcer.step()
+    assert sample(enforcer, "tollguard_enforcer_applied_total", op="set") == 3
+    assert sample(enforcer, "tollguard_enforcer_lag_seconds_count") == 1
+    assert sample(enforcer, "tollguard_enforcer_lag_seconds_sum") == 1.0

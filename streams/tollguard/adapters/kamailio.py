@@ -140,6 +140,8 @@ class BlockList:
     max_seen: int = 100_000
     wanted: dict[str, Wanted] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
+    # line -> issued_at of the accepted signal not yet applied (for the lag metric)
+    fresh: dict[str, int] = field(default_factory=dict)
     _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def offer(self, sig: Any, now_ms: int) -> str:
@@ -171,7 +173,7 @@ class BlockList:
                 expires,
                 parse_time_ms(sig.get("issued_at")),
             )
-            self.dirty.add(line)
+            self._touch(line, sig)
             return "accepted"
         current = self.wanted.get(line)
         rule = sig.get("rule_id")
@@ -184,8 +186,16 @@ class BlockList:
         ):
             return "stale"  # expiry of another rule's block; the current one stays
         self.wanted.pop(line, None)
-        self.dirty.add(line)
+        self._touch(line, sig)
         return "accepted"
+
+    def _touch(self, line: str, sig: dict[str, Any]) -> None:
+        self.dirty.add(line)
+        issued = parse_time_ms(sig.get("issued_at"))
+        if issued is not None:
+            self.fresh[line] = issued
+        else:
+            self.fresh.pop(line, None)
 
     def expire(self, now_ms: int) -> None:
         for line, w in list(self.wanted.items()):
@@ -347,9 +357,9 @@ class Enforcer:
             self._mark_up()
             self.blocks.dirty.discard(line)
             self.metrics.applied.labels(op=op).inc()
-            wanted = self.blocks.wanted.get(line)
-            if op == "set" and wanted is not None and wanted.issued_at is not None:
-                self.metrics.lag.observe(max(0.0, (now_ms - wanted.issued_at) / 1000))
+            issued = self.blocks.fresh.pop(line, None)
+            if issued is not None:  # once per signal, not on every re-sync
+                self.metrics.lag.observe(max(0.0, (now_ms - issued) / 1000))
 
     def _mark_up(self) -> None:
         if not self.up:
@@ -421,6 +431,7 @@ def rebuild(consumer: Any, topic: str, enforcer: Enforcer, timeout: float = 60.0
                 if rec.key is not None:
                     latest[rec.key] = _decode(rec.value)
     enforcer.offer_all(v for v in latest.values() if v is not None)
+    enforcer.blocks.fresh.clear()  # the lag metric is about live signals, not the backlog
     return len(latest)
 
 
