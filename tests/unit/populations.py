@@ -161,10 +161,7 @@ def hotel(days: int = 10, seed: int = 2) -> list[Event]:
         h0 = START + hour * HOUR
         local = _local(h0)
         weekend = local.weekday() >= 5
-        if 7 <= local.hour < 23:
-            rate = 14.0 if weekend else 10.0
-        else:
-            rate = 6.0
+        rate = (14.0 if weekend else 10.0) if 7 <= local.hour < 23 else 6.0
         for ts in _poisson_times(rng, h0, h0 + HOUR, rate):
             n += 1
             if rng.random() < 0.3:

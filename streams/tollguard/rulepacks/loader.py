@@ -254,7 +254,8 @@ class _Builder:
                 critical = base.critical
             if "mode" not in fields:
                 mode = base.mode
-        if warning is None and critical is None and enabled:
+        given = "warning" in fields or "critical" in fields  # an invalid one is reported already
+        if warning is None and critical is None and enabled and not given:
             self.fail(anchor, f"{what} needs a warning or a critical threshold")
         if warning is not None and critical is not None and warning > critical:
             self.fail(fields.get("warning", anchor), f"{what}: warning must not be above critical")
