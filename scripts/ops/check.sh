@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 BIN=.cache/bin
 SCHEMAS=.cache/kubeconform-schemas
 CHART=helm/tollguard
+# Kubernetes version rendered for and validated against (schemas: install_ops_tools.sh).
 K8S_VERSION=1.34.0
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -22,11 +23,11 @@ step "hadolint Dockerfile"
 "$BIN/hadolint" Dockerfile
 
 step "helm lint (default values, full-featured values)"
-"$BIN/helm" lint --strict "$CHART"
-"$BIN/helm" lint --strict "$CHART" -f "$CHART/ci/full-values.yaml"
+"$BIN/helm" lint --strict --kube-version "$K8S_VERSION" "$CHART"
+"$BIN/helm" lint --strict --kube-version "$K8S_VERSION" "$CHART" -f "$CHART/ci/full-values.yaml"
 
 step "values.schema.json rejects a misspelt key"
-if "$BIN/helm" template t "$CHART" --set kafka.bootstrapServer=x >"$OUT/typo.txt" 2>&1; then
+if "$BIN/helm" template t "$CHART" --kube-version "$K8S_VERSION" --set kafka.bootstrapServer=x >"$OUT/typo.txt" 2>&1; then
     echo "ops-check: a misspelt value (kafka.bootstrapServer) was accepted" >&2; exit 1
 fi
 grep -q "additional properties 'bootstrapServer' not allowed" "$OUT/typo.txt" || {
@@ -42,10 +43,18 @@ for values in default full; do
     args=()
     [[ $values == full ]] && args=(-f "$CHART/ci/full-values.yaml")
     step "helm template ($values values) | kubeconform -strict"
-    "$BIN/helm" template tollguard "$CHART" --namespace fraud "${args[@]}" >"$OUT/$values.yaml"
+    "$BIN/helm" template tollguard "$CHART" --kube-version "$K8S_VERSION" --namespace fraud "${args[@]}" >"$OUT/$values.yaml"
     kubeconform "$OUT/$values.yaml"
     step "promtool check rules ($values values)"
     .cache/ops-venv/bin/python scripts/ops/extract_rules.py "$OUT/$values.yaml" >"$OUT/$values-rules.yaml"
     promtool check rules "$OUT/$values-rules.yaml"
 done
+step "kubeconform rejects unknown fields (schemas are strict, not skipped)"
+sed -e 's/^  serviceName: \(.*\)$/  serviceName: \1\n  bogusField: 1/' \
+    -e 's/^      scrapeTimeout: /      scrapeTimout: /' "$OUT/default.yaml" >"$OUT/bogus.yaml"
+if kubeconform "$OUT/bogus.yaml" >"$OUT/bogus.txt" 2>&1 \
+    || ! grep -q "'bogusField' not allowed" "$OUT/bogus.txt" \
+    || ! grep -q "'scrapeTimout' not allowed" "$OUT/bogus.txt"; then
+    echo "ops-check: kubeconform accepted unknown fields:" >&2; cat "$OUT/bogus.txt" >&2; exit 1
+fi
 step "all passed"
