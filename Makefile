@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test unit lint bench kafka-jars clean
+.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check
 
 $(STAMP): pyproject.toml
 	@echo "tollguard: creating $(VENV) and installing dependencies (first run only)..."
@@ -27,8 +27,17 @@ lint: $(STAMP)
 
 # Lint, then every test: unit, integration and end-to-end against a real
 # Apache Kafka broker that the suite starts itself.
-test: lint kafka-jars
+test: lint kafka-jars ops-check
 	$(PY) -m pytest
+
+# Container and deployment checks with the real tools (hadolint, helm lint,
+# helm template | kubeconform -strict, promtool check rules). The tools are
+# built or installed once into .cache/ (Go module proxy, PyPI, Debian).
+ops-tools:
+	scripts/install_ops_tools.sh
+
+ops-check: ops-tools
+	scripts/ops/check.sh
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
