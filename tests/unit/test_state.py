@@ -79,7 +79,7 @@ def test_evicted_lines_become_tombstones() -> None:
     proc.process(records(n_lines=5, attack_calls=0)[:50], 0)
     assert proc.checkpoint(), "changed lines were not written"
     assert proc.checkpoint() == [], "unchanged lines were written again"
-    proc._last_evict_scan = -1e9  # let the once-a-minute scan run now
+    proc.evict_scan_s = 0.0
     tombstones = [r for r in proc.checkpoint(idle_ms=1) if r.value is None]
     assert tombstones, "idle lines were not evicted"
     assert sum(len(e.lines) for e in proc.engines.values()) < 5

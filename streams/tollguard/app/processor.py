@@ -23,7 +23,6 @@ from tollguard.numbering import DestinationTable, DialPlan
 from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
 
 log = logging.getLogger("tollguard.processor")
-EVICT_SCAN_S = 60.0
 
 
 class StateRecord(NamedTuple):
@@ -75,6 +74,7 @@ class BatchProcessor:
         metrics: Metrics,
         lateness_ms: int = 60_000,
         max_event_bytes: int = 64 * 1024,
+        evict_scan_s: float = 60.0,
     ) -> None:
         self.dial_plans = dial_plans
         self.destinations = destinations
@@ -89,6 +89,8 @@ class BatchProcessor:
         self.positions: dict[int, int] = {}
         self.covered: dict[int, dict[str, int]] = {}
         self.corrupt_state_records = 0
+        # Finding idle lines walks every line, so it runs this often at most.
+        self.evict_scan_s = evict_scan_s
         self._last_evict_scan = monotonic()
         self.pack = pack
         self.parser = self._parser(pack)
@@ -134,8 +136,7 @@ class BatchProcessor:
         here too, and written as tombstones so the changelog forgets them.
         """
         records: list[StateRecord] = []
-        # Finding idle lines walks every line, so it runs once a minute at most.
-        scan = idle_ms is not None and monotonic() - self._last_evict_scan >= EVICT_SCAN_S
+        scan = idle_ms is not None and monotonic() - self._last_evict_scan >= self.evict_scan_s
         if scan:
             self._last_evict_scan = monotonic()
         for partition, engine in self.engines.items():
