@@ -49,6 +49,12 @@ for values in default full; do
     .cache/ops-venv/bin/python scripts/ops/extract_rules.py "$OUT/$values.yaml" >"$OUT/$values-rules.yaml"
     promtool check rules "$OUT/$values-rules.yaml"
 done
+
+step "promtool test rules (alert logic on synthetic series, default values)"
+mkdir "$OUT/unit"
+cp "$OUT/default-rules.yaml" "$OUT/unit/rules.yaml"
+cp "$CHART/ci/alerts_test.yaml" "$OUT/unit/"
+(cd "$OUT/unit" && promtool test rules alerts_test.yaml)
 step "kubeconform rejects unknown fields (schemas are strict, not skipped)"
 sed -e 's/^  serviceName: \(.*\)$/  serviceName: \1\n  bogusField: 1/' \
     -e 's/^      scrapeTimeout: /      scrapeTimout: /' "$OUT/default.yaml" >"$OUT/bogus.yaml"
