@@ -101,7 +101,7 @@ def _timeline(ledger: Ledger, row: Mapping[str, Any], alerts: Sequence[int]) -> 
         pad = max((a1 - a0) // 2, 6 * 3_600_000)
         t0, t1 = max(t0, a0 - pad), min(t1, a1 + pad)
     span = max(t1 - t0, 60_000)
-    w, h, left, top, plot_h = 1000, 170, 50, 10, 120
+    w, h, left, top, plot_h = 1000, 175, 50, 12, 120
     pw = w - left - 60
     bins_d = [0] * BINS
     bins_i = [0] * BINS
@@ -126,14 +126,6 @@ def _timeline(ledger: Ledger, row: Mapping[str, Any], alerts: Sequence[int]) -> 
     out = [
         f'<svg width="{w}" height="{h}" role="img" aria-label="timeline {escape(row["line_id"])}">'
     ]
-    for blk in row["blocks"]:
-        s = max(blk["start_ts"], t0)
-        e = t1 if blk["end_ts"] is None else min(blk["end_ts"], t1)
-        if e > s:
-            out.append(
-                f'<rect x="{x(s):.1f}" y="{top}" width="{x(e) - x(s):.1f}" height="{plot_h}" '
-                f'fill="{COLORS["block"]}" opacity="0.10"/>'
-            )
     for b in range(BINS):
         xx = left + b * bw
         hd = plot_h * bins_d[b] / peak
@@ -158,13 +150,27 @@ def _timeline(ledger: Ledger, row: Mapping[str, Any], alerts: Sequence[int]) -> 
             f'<polyline points="{pts}" fill="none" stroke="{COLORS["spend"]}" stroke-width="1.4"/>'
         )
         out.append(f'<text x="{w - 56}" y="{top + 8}">{_money(total)}</text>')
-    marks: list[tuple[int, str, str]] = [(a, "alert", "") for a in alerts if t0 <= a <= t1]
+    # Alerts: small ticks above the plot, one per pixel column at most.
+    ticks = sorted({round(x(a)) for a in alerts if t0 <= a <= t1})
+    for xx in ticks:
+        out.append(
+            f'<line x1="{xx}" x2="{xx}" y1="{top - 8}" y2="{top - 1}" '
+            f'stroke="{COLORS["alert"]}" stroke-width="1.2"/>'
+        )
+    # Blocked intervals: a red band under the axis, plus a line at each block start.
+    for blk in row["blocks"]:
+        s = max(blk["start_ts"], t0)
+        e = t1 if blk["end_ts"] is None else min(blk["end_ts"], t1)
+        if e > s:
+            out.append(
+                f'<rect x="{x(s):.1f}" y="{top + plot_h + 2}" width="{max(x(e) - x(s), 1):.1f}" '
+                f'height="6" fill="{COLORS["block"]}"/>'
+            )
+    marks: list[tuple[int, str, str]] = []
     if "attack_start_ts" in row:
         marks.append((row["attack_start_ts"], "attack", "4,3"))
-    for blk in row["blocks"]:
-        marks.append((blk["start_ts"], "block", ""))
-        if blk["end_ts"] is not None:
-            marks.append((blk["end_ts"], "unblock", "2,2"))
+    if row["blocks"]:
+        marks.append((row["blocks"][0]["start_ts"], "block", ""))
     for ts, kind, dash in marks:
         if t0 <= ts <= t1:
             dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
@@ -195,7 +201,7 @@ def _loss_bars(lines: Sequence[Mapping[str, Any]]) -> str:
     out = [f'<svg width="{w}" height="{h}" role="img" aria-label="loss before block">']
     for k, r in enumerate(attacked):
         y = 4 + k * (bh + 6)
-        scale = (w - label_w - 170) / peak
+        scale = (w - label_w - 240) / peak
         before = r["spend_before_block"] * scale
         prevented = r["spend_prevented"] * scale
         rest = max(0.0, r["attack_spend"] * scale - before - prevented)
@@ -339,9 +345,9 @@ def render(report: Mapping[str, Any], ledger: Ledger, signals: Sequence[Mapping[
         '<p class=legend><span><i class=sw style="background:#b8c4d6"></i>domestic calls</span>'
         '<span><i class=sw style="background:#3b6db3"></i>international calls</span>'
         '<span><i class=sw style="background:#7b1fa2"></i>attack start</span>'
-        '<span><i class=sw style="background:#e0a100"></i>alert</span>'
-        '<span><i class=sw style="background:#c62828"></i>block (shaded while blocked)</span>'
-        '<span><i class=sw style="background:#2e7d32"></i>unblock</span></p>'
+        '<span><i class=sw style="background:#e0a100"></i>alert (ticks above)</span>'
+        '<span><i class=sw style="background:#c62828"></i>first block (line); blocked '
+        "(band under the axis)</span></p>"
     )
     alerts: dict[str, list[int]] = {}
     from tollguard.report.analysis import epoch_ms

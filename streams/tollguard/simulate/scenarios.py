@@ -425,9 +425,10 @@ def _slow_drip(
 ) -> list[AttackPlan]:
     line, tenant = _pick_line(rng, "office", counts)
     plan = AttackPlan("slow-drip", line, tenant)
-    # Mainstream-looking but expensive ranges, not on the classic hot lists, at one
-    # call every ~3 minutes, only at night: far under any per-minute threshold.
-    numbers = _pool(rng, ("9607", "6707", "3816", "3876"), 120)
+    # Since 2018 attacks spread to mainstream countries: mobile ranges off the hot
+    # lists, at one call every ~3 minutes and only at night, far under any
+    # per-minute threshold; the calls are long, so the money is in the minutes.
+    numbers = _pool(rng, ("639", "668", "614", "4479"), 120)
 
     def night(ts: int) -> bool:
         hour = datetime.fromtimestamp(ts / 1000, JST).hour
@@ -546,7 +547,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "slow-drip",
             "Slow attack under per-minute thresholds: one call every ~3 min, at night",
-            "long calls to mainstream-looking but expensive ranges off the hot lists",
+            "long night calls to mobile ranges in mainstream countries (PH, TH, AU, GB), "
+            "off the hot lists",
             5.0,
             _slow_drip,
         ),
@@ -554,7 +556,7 @@ SCENARIOS: dict[str, Scenario] = {
             "caribbean",
             "Caribbean ranges inside +1 from lines whose partners are in the US (E.164 dialling)",
             "two trading lines call +1 876 / +1 242 / +1 664 ... at night for 6 h",
-            3.0,
+            4.0,
             _caribbean,
             plan="e164",
         ),
