@@ -102,6 +102,11 @@ class Metrics:
         self.rules_version = Gauge(
             "tollguard_rules_version_info", "Rule pack version in force", ["version"], registry=r
         )
+        self.rules_rejected = Counter(
+            "tollguard_rules_rejected_total",
+            "Rule packs read from the rules topic and rejected (the pack in force stays)",
+            registry=r,
+        )
         self.destination_calls = Counter(
             "tollguard_destination_calls_total",
             "International call attempts by destination calling code",

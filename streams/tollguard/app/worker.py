@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tollguard.app.detector import Detector
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor
+from tollguard.app.rules_follower import RulesFollower, initial_pack
 from tollguard.config import Settings
 from tollguard.numbering import DestinationTable, load_default_dial_plans
 from tollguard.rulepacks import load_pack
@@ -33,7 +34,8 @@ def _now_ms() -> int:
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     metrics_: Metrics = metrics or Metrics()
-    pack = load_pack(_rules_path(settings.rules))
+    # The newest valid pack on the rules topic wins over the file (hot reload).
+    pack, rules_offset = initial_pack(settings, load_pack(_rules_path(settings.rules)), metrics_)
     processor = BatchProcessor(
         pack,
         load_default_dial_plans(),
@@ -57,6 +59,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     detector = Detector(settings, processor, metrics_)
     app.service(detector)  # type: ignore[arg-type]  # instances are accepted too
+    app.service(RulesFollower(settings, processor, metrics_, rules_offset))  # type: ignore[arg-type]
 
     @app.timer(settings.expiry_interval_s)  # type: ignore[untyped-decorator]
     async def expire_blocks() -> None:

@@ -44,6 +44,37 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _rules_push(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tollguard.app.topics import ensure_tollguard_topics
+    from tollguard.rulepacks import RulePackError
+    from tollguard.rulepacks.publish import push_pack
+
+    settings = load_settings(args.config, broker=args.broker)
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{path}:0: cannot read: {exc}", file=sys.stderr)
+        return 1
+    try:
+        from tollguard.rulepacks import load_pack_text
+
+        load_pack_text(text, str(path))  # check before touching Kafka
+    except RulePackError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    ensure_tollguard_topics(settings)
+    pack = push_pack(settings, text, str(path))
+    print(
+        f"pushed pack {pack.name} version {pack.version} ({len(pack.rules)} rules) "
+        f"to {settings.topic_rules}; running workers apply it without restart"
+    )
+    return 0
+
+
 def _backtest(args: argparse.Namespace) -> int:
     from tollguard.cli.backtest import Options, run_backtest
     from tollguard.report.inputs import InputError, parse_mapping
@@ -227,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser("check", help="validate rule pack files; errors as file:line: reason")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_rules_check)
+    p = rules.add_parser("push", help="validate a rule pack and publish it to running workers")
+    p.add_argument("file")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.set_defaults(func=_rules_push)
     return parser
 
 
