@@ -70,6 +70,17 @@ class CallEvent:
     duration_s: float | None = None
 
 
+_TYPES: Final = {t: t for t in (SETUP, ANSWER, RELEASE)}
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventError("bad_type", "duration_s must be a number")
+    if not (math.isfinite(value) and 0 <= value <= 7 * 86400):
+        raise EventError("bad_value", "duration_s must be 0..604800")
+    return float(value)
+
+
 def parse_timestamp(value: Any) -> int:
     """Epoch milliseconds from an RFC 3339 string or an epoch-millisecond number."""
     if isinstance(value, bool):
@@ -157,41 +168,48 @@ class EventParser:
         return self.from_dict(obj)
 
     def from_dict(self, obj: dict[str, Any]) -> CallEvent:
-        version = obj.get("v", 1)
-        if version != 1 or isinstance(version, bool):
+        # The common, valid event takes the straight path with one type test per
+        # field; anything unusual drops into the helpers that name the problem.
+        get = obj.get
+        version = get("v", 1)
+        if version != 1 or version is True:
             raise EventError("bad_version", f"unsupported schema version {version!r}")
-        etype = obj.get("type", SETUP)
-        if etype not in EVENT_TYPES:
+        etype = _TYPES.get(get("type", SETUP)) if type(get("type", SETUP)) is str else None
+        if etype is None:
             raise EventError("bad_value", "type must be one of setup, answer, release")
-        call_id = _req_str(obj, "call_id", 256)
-        line_id = _req_str(obj, "line_id", 128)
-        if "ts" not in obj:
+        call_id = get("call_id")
+        if type(call_id) is not str or not 0 < len(call_id) <= 256:
+            call_id = _req_str(obj, "call_id", 256)
+        line_id = get("line_id")
+        if type(line_id) is not str or not 0 < len(line_id) <= 128:
+            line_id = _req_str(obj, "line_id", 128)
+        ts = get("ts")
+        if type(ts) is int and MIN_TS_MS <= ts < MAX_TS_MS:
+            ts_ms = ts
+        elif ts is None:
             raise EventError("missing_field", "ts is required")
-        ts_ms = parse_timestamp(obj["ts"])
-        event = CallEvent(
-            type=etype,
-            call_id=call_id,
-            ts_ms=ts_ms,
-            line_id=line_id,
-            tenant=_opt_str(obj, "tenant", 128),
-            caller=_opt_str(obj, "caller", 64),
-            src_ip=_opt_str(obj, "src_ip", 64),
-            trunk_id=_opt_str(obj, "trunk_id", 128),
-        )
-        callee = obj.get("callee")
+        else:
+            ts_ms = parse_timestamp(ts)
+        tenant = get("tenant")
+        if tenant is not None and (type(tenant) is not str or len(tenant) > 128):
+            tenant = _opt_str(obj, "tenant", 128)
+        event = CallEvent(etype, call_id, ts_ms, line_id, tenant)
+        if get("caller") is not None:
+            event.caller = _opt_str(obj, "caller", 64)
+        if get("src_ip") is not None:
+            event.src_ip = _opt_str(obj, "src_ip", 64)
+        if get("trunk_id") is not None:
+            event.trunk_id = _opt_str(obj, "trunk_id", 128)
+        duration = get("duration_s")
+        if duration is not None:
+            event.duration_s = _duration(duration)
+        callee = get("callee")
         if callee is not None:
-            if not isinstance(callee, str):
+            if type(callee) is not str:
                 raise EventError("bad_type", "callee must be a string")
             self._resolve(event, callee)
-        elif etype == SETUP:
+        elif etype is SETUP:
             raise EventError("missing_field", "callee is required for setup events")
-        duration = obj.get("duration_s")
-        if duration is not None:
-            if isinstance(duration, bool) or not isinstance(duration, int | float):
-                raise EventError("bad_type", "duration_s must be a number")
-            if not (math.isfinite(duration) and 0 <= duration <= 7 * 86400):
-                raise EventError("bad_value", "duration_s must be 0..604800")
-            event.duration_s = float(duration)
         return event
 
     def _resolve(self, event: CallEvent, callee: str) -> None:
