@@ -175,11 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_worker)
 
     p = sub.add_parser("demo", help="embedded broker + worker + a replayed attack, live")
-    p.add_argument("--speed", type=float, default=900.0, help="event-time speed-up (default 900x)")
+    p.add_argument("--scenario", default="seed-attack", help="scenario to replay (simulate --help)")
+    p.add_argument("--speed", type=float, default=300.0, help="event-time speed-up (default 300x)")
     p.add_argument("--attack-calls", type=int, default=400, help="attack calls to replay")
-    p.add_argument("--lines", type=int, default=200, help="ordinary lines in the background")
+    p.add_argument("--scale", type=float, default=1.0, help="legitimate population multiplier")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--plain", action="store_true", help="print lines instead of a live view")
+    p.add_argument(
+        "--broker",
+        default="embedded",
+        help="embedded (Tansu, no JVM; default), apache (local KRaft node) or HOST:PORT",
+    )
     p.set_defaults(func=_demo)
 
     from tollguard.cli.simulate import scenario_names
