@@ -228,7 +228,7 @@ class Engine:
             if st is None:
                 st = states[rule.id] = kind.new_state(rule)
             value = kind.observe(rule, st, event, tag, state)
-            if value != NO_DECISION:
+            if value >= limits.low or (value != NO_DECISION and state.alerting):
                 self._decide(rule, limits, kind, st, state, event, tag, value, out)
             elif rule.kind == LONG_CALL and etype == ANSWER:
                 self._schedule_long_call(rule, limits, event.line_id, event.call_id, event.ts_ms)

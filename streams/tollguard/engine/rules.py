@@ -59,6 +59,12 @@ class Limits:
     critical: float | None = None
     mode: str = ENFORCE
     enabled: bool = True
+    # The lowest threshold set: below it a value can only end an alert episode.
+    low: float = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        set_ = [t for t in (self.warning, self.critical) if t is not None]
+        object.__setattr__(self, "low", min(set_) if set_ else math.inf)
 
     @property
     def top(self) -> float:

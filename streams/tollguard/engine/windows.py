@@ -36,6 +36,8 @@ class SlidingWindow:
             pos = bisect_right(times, ts)
             times.insert(pos, ts)
             self.tags.insert(pos, tag)
+        if times[0] > now - span and len(times) <= cap:
+            return len(times)  # nothing to forget: the common case
         return self.prune(now, span, cap)
 
     def prune(self, now: int, span: int, cap: int) -> int:
@@ -98,7 +100,8 @@ class KeyedWindow:
         if n == 0 and ranges is not None:
             r = self.range_of(key)
             ranges[r] = ranges.get(r, 0) + 1
-        self.prune(now, span, cap)
+        if times[0] <= now - span or len(times) > cap:
+            self.prune(now, span, cap)
 
     def prune(self, now: int, span: int, cap: int) -> None:
         times = self.times
@@ -157,6 +160,8 @@ class SumWindow:
         self.ids.insert(pos, call_id)
         self.tags.insert(pos, tag)
         self.total += amount
+        if times[0] > now - span and len(times) <= cap:
+            return self.total
         return self.prune(now, span, cap)
 
     def correct(self, call_id: str, amount: int, now: int, span: int, cap: int) -> int | None:
