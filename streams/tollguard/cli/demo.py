@@ -135,18 +135,20 @@ def render(state: DemoState) -> Layout:
         blocks = list(state.blocks.values())
     layout = Layout()
     layout.split_column(
-        Layout(name="header", size=3),
+        Layout(name="header", size=4),
         Layout(name="body", ratio=1),
         Layout(name="decisions", size=11),
         Layout(name="footer", size=1),
     )
     head = Table.grid(expand=True, padding=(0, 2))
-    for ratio in (4, 3, 3, 3):
-        head.add_column(ratio=ratio, no_wrap=True, overflow="ellipsis")
+    for _ in range(2):
+        head.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
     worker_style = "green" if state.worker.startswith("running") else "yellow"
     head.add_row(
         Text.assemble(("broker ", "dim"), (state.broker, "bold")),
         Text.assemble(("worker ", "dim"), (state.worker, worker_style)),
+    )
+    head.add_row(
         Text.assemble(("rules ", "dim"), (state.rules_version, "bold")),
         Text.assemble(("event time ", "dim"), (_hhmm(state.event_ts), "bold")),
     )
