@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check
+.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check evaluate
 
 $(STAMP): pyproject.toml
 	@echo "tollguard: creating $(VENV) and installing dependencies (first run only)..."
@@ -44,6 +44,10 @@ unit: $(STAMP)
 
 bench: $(STAMP) kafka-jars
 	$(PY) -m bench.throughput
+
+# The default rule pack on every simulated scenario -> docs/detection.md
+evaluate: $(STAMP)
+	$(PY) scripts/evaluate_detection.py --throughput
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
