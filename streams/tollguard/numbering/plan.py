@@ -84,20 +84,21 @@ class Destination:
 
 
 # A head whose answer depends on digits past the head: (longer prefix lengths, longest
-# first; rows with those prefixes; answer if none of them matches).
+# first; rows with those prefixes keyed with their "+"; answer if none of them matches).
 _Deep = tuple[tuple[int, ...], dict[str, Destination], Destination | None]
 
 # Digits covered by the head index.  Four resolves every country code and most sub-ranges
-# (NANP area codes are 1+3 digits) in one probe while keeping the index at ~12k entries.
-_HEAD = 4
+# (NANP area codes are 1+3 digits) in one probe while keeping the index at ~11k entries.
+_HEAD_DIGITS = 4
+_HEAD = 1 + _HEAD_DIGITS  # with the "+"
 
 
 class DestinationTable:
     """Longest-prefix destination lookup over E.164 numbers.
 
-    Every possible head (first 4 characters, ``+`` counted) is pre-resolved at load time,
-    so a typical lookup is one slice and one dict probe.  Only heads under which longer
-    prefixes exist (NANP 800-1xx, +44 7700 9xx, Cocos/Christmas Island ranges, ...) probe
+    Every possible head ("+" and up to 4 digits) is pre-resolved at load time, so a
+    typical lookup is one slice and one dict probe.  Only heads under which longer
+    prefixes exist (+44 7700 9xx, Cocos/Christmas Island ranges, +1 800 1, ...) probe
     their own short list of longer lengths.  Rows need not be prefix-free or grouped by
     country code: plain longest-prefix semantics hold for any set of prefixes.
     """
@@ -114,32 +115,31 @@ class DestinationTable:
         self._rows: tuple[Destination, ...] = tuple(by_prefix.values())
         self._direct: dict[str, Destination] = {}  # heads that decide alone
         self._deep: dict[str, _Deep] = {}
-        for plus in ("", "+"):
-            width = _HEAD - len(plus)
-            longer: dict[str, list[Destination]] = {}
-            for row in self._rows:
-                if len(row.prefix) > width:
-                    longer.setdefault(row.prefix[:width], []).append(row)
-            for head in _all_digit_strings(width):
-                best = next(
-                    (by_prefix[head[:n]] for n in range(len(head), 0, -1) if head[:n] in by_prefix),
-                    None,
-                )
-                deeper = longer.get(head) if len(head) == width else None
-                if deeper:
-                    sub = {plus + r.prefix: r for r in deeper}
-                    lengths = tuple(sorted({len(k) for k in sub}, reverse=True))
-                    self._deep[plus + head] = (lengths, sub, best)
-                elif best is not None:
-                    self._direct[plus + head] = best
+        longer: dict[str, list[Destination]] = {}
+        for row in self._rows:
+            if len(row.prefix) > _HEAD_DIGITS:
+                longer.setdefault(row.prefix[:_HEAD_DIGITS], []).append(row)
+        for head in _all_digit_strings(_HEAD_DIGITS):
+            best = next(
+                (by_prefix[head[:n]] for n in range(len(head), 0, -1) if head[:n] in by_prefix),
+                None,
+            )
+            deeper = longer.get(head) if len(head) == _HEAD_DIGITS else None
+            if deeper:
+                sub = {"+" + r.prefix: r for r in deeper}
+                lengths = tuple(sorted({len(k) for k in sub}, reverse=True))
+                self._deep["+" + head] = (lengths, sub, best)
+            elif best is not None:
+                self._direct["+" + head] = best
 
     def lookup(self, e164: str) -> Destination | None:
-        """Destination for an E.164 number, with or without the leading ``+``.
+        """Destination for an E.164 number; ``+`` form is the fast path.
 
-        Both spellings are accepted because ``DialPlan.normalize`` emits ``+`` while CDRs
-        and Kafka keys often carry bare digits; the index holds both, so this costs
-        nothing.  Input is expected to be normalised already; anything with a non-digit in
-        its first 4 characters simply misses and returns ``None``.
+        ``"+232761234"`` is what ``DialPlan.normalize`` emits, so the index is keyed on it
+        and such a lookup is one slice and one dict probe.  Bare digits (``"232761234"``,
+        as some CDRs and Kafka keys carry) are accepted too, at the price of one string
+        concatenation and a second probe.  Input is expected to be normalised already:
+        a non-digit among the first characters simply misses and returns ``None``.
         """
         head = e164[:_HEAD]
         hit = self._direct.get(head)
@@ -147,6 +147,8 @@ class DestinationTable:
             return hit
         deep = self._deep.get(head)
         if deep is None:
+            if e164 and e164[0] != "+":
+                return self.lookup("+" + e164)
             return None
         lengths, sub, best = deep
         for n in lengths:
