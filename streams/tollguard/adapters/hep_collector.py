@@ -138,8 +138,10 @@ async def _drain(
 def _producer(settings: Settings) -> Any:
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
+    from tollguard.kafka_security import aiokafka_config
+
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
+        **aiokafka_config(settings),
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,

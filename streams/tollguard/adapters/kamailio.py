@@ -384,8 +384,10 @@ class Enforcer:
 def _consumer(settings: Settings) -> Any:
     from kafka import KafkaConsumer  # type: ignore[import-untyped]
 
+    from tollguard.kafka_security import kafka_python_config
+
     return KafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
+        **kafka_python_config(settings),
         enable_auto_commit=False,
         group_id=None,
         check_crcs=False,

@@ -32,16 +32,14 @@ from mode import Service
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor, Outputs, RawRecord
 from tollguard.config import Settings
+from tollguard.kafka_security import aiokafka_config
 
 log = logging.getLogger("tollguard.detector")
 
 
 def kafka_client_config(settings: Settings) -> dict[str, Any]:
-    """Connection settings shared by every aiokafka client tollguard opens."""
-    config: dict[str, Any] = {"bootstrap_servers": settings.bootstrap}
-    if settings.security_protocol.upper() != "PLAINTEXT":
-        config["security_protocol"] = settings.security_protocol.upper()
-    return config
+    """Connection settings (bootstrap, TLS, SASL) shared by every aiokafka client."""
+    return aiokafka_config(settings)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -23,6 +23,7 @@ from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor
 from tollguard.config import Settings
 from tollguard.engine.rules import RulePack
+from tollguard.kafka_security import aiokafka_config
 from tollguard.rulepacks.publish import PackRecord, decode_record, newest_valid, read_rules_topic
 
 log = logging.getLogger("tollguard.rules")
@@ -77,9 +78,7 @@ class RulesFollower(Service):
         self.consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
-        config: dict[str, Any] = {"bootstrap_servers": self.settings.bootstrap}
-        if self.settings.security_protocol.upper() != "PLAINTEXT":
-            config["security_protocol"] = self.settings.security_protocol.upper()
+        config: dict[str, Any] = aiokafka_config(self.settings)
         self.consumer = AIOKafkaConsumer(**config, group_id=None, enable_auto_commit=False)
         await self.consumer.start()
         tp = TopicPartition(self.settings.topic_rules, 0)

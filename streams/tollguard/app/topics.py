@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tollguard.brokers.admin import TopicSpec, ensure_topics
 from tollguard.config import Settings
+from tollguard.kafka_security import kafka_python_config, preflight
 
 
 def topic_specs(settings: Settings, partitions: int | None = None) -> list[TopicSpec]:
@@ -27,7 +28,7 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
 def event_partition_count(settings: Settings) -> int:
     from kafka import KafkaConsumer  # type: ignore[import-untyped]
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap)
+    consumer = KafkaConsumer(**kafka_python_config(settings))
     try:
         return len(consumer.partitions_for_topic(settings.topic_events) or ())
     finally:
@@ -35,11 +36,18 @@ def event_partition_count(settings: Settings) -> int:
 
 
 def ensure_tollguard_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create missing topics; the state changelog copies the events topic's partitioning."""
+    """Create missing topics; the state changelog copies the events topic's partitioning.
+
+    Logs in once first, so wrong credentials or TLS files stop here with a
+    clear message instead of every client retrying.
+    """
+    preflight(settings, timeout=min(timeout, 15.0))
+    security = kafka_python_config(settings)
+    del security["bootstrap_servers"]
     try:
-        ensure_topics(settings.bootstrap, topic_specs(settings)[:1], timeout=timeout)
+        ensure_topics(settings.bootstrap, topic_specs(settings)[:1], timeout, security)
         n = event_partition_count(settings)
-        ensure_topics(settings.bootstrap, topic_specs(settings, n)[1:], timeout=timeout)
+        ensure_topics(settings.bootstrap, topic_specs(settings, n)[1:], timeout, security)
     except Exception as exc:
         raise SystemExit(
             f"tollguard: cannot prepare topics on Kafka at {settings.broker}: {exc}\n"

@@ -119,14 +119,20 @@ def broker_ready(bootstrap: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], timeout: float = 30) -> None:
+def ensure_topics(
+    bootstrap: str,
+    specs: Sequence[TopicSpec],
+    timeout: float = 30,
+    client_config: dict[str, Any] | None = None,
+) -> None:
     """Create whatever of `specs` is missing and wait until every partition has a leader.
 
     Idempotent: existing topics are left as they are (their partition count is
     not changed, since shrinking is impossible and growing reshuffles keys).
     Waiting for leaders matters because CreateTopics returns before the new
     partitions are in the metadata cache, and a producer racing that gets
-    UnknownTopicOrPartition.
+    UnknownTopicOrPartition. `client_config` carries TLS/SASL settings
+    (tollguard.kafka_security.kafka_python_config, without bootstrap_servers).
     """
     if not specs:
         return
@@ -140,7 +146,7 @@ def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], timeout: float = 3
             raise ValueError(f"topic {spec.name!r} needs at least one partition")
 
     deadline = time.monotonic() + timeout
-    with admin_client(bootstrap, timeout) as admin:
+    with admin_client(bootstrap, timeout, **(client_config or {})) as admin:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:

@@ -90,7 +90,9 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from kafka import KafkaProducer  # type: ignore[import-untyped]
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all")
+    from tollguard.kafka_security import kafka_python_config
+
+    producer = KafkaProducer(**kafka_python_config(settings), linger_ms=5, acks="all")
     try:
         for event in paced(events, args.speed, args.rate):
             producer.send(

@@ -55,10 +55,9 @@ def newest_valid(records: Iterable[PackRecord]) -> PackRecord | None:
 
 
 def _client_config(settings: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {"bootstrap_servers": settings.bootstrap}
-    if settings.security_protocol.upper() != "PLAINTEXT":
-        config["security_protocol"] = settings.security_protocol.upper()
-    return config
+    from tollguard.kafka_security import kafka_python_config
+
+    return kafka_python_config(settings)
 
 
 def read_rules_topic(settings: Any, timeout_s: float = 10.0) -> tuple[list[PackRecord], int]:
