@@ -163,3 +163,15 @@ def test_legit_populations_have_daily_and_weekly_rhythms() -> None:
     assert 0.45 < intl["callcentre"] / total["callcentre"] < 0.55
     assert intl["home"] / total["home"] < 0.06
     assert total["callcentre"] > total["home"] / counts["home"] * 100
+
+
+def test_live_start_keeps_the_weekly_calendar_and_is_not_in_the_past() -> None:
+    from tollguard.cli.simulate import live_start
+    from tollguard.simulate.scenarios import DEFAULT_START_MS
+
+    week = 7 * DAY_MS
+    assert live_start(DEFAULT_START_MS) == DEFAULT_START_MS
+    assert live_start(DEFAULT_START_MS + 1) == DEFAULT_START_MS + week
+    now = DEFAULT_START_MS + 10 * week + 12_345
+    start = live_start(now)
+    assert start >= now and start - now < week and (start - DEFAULT_START_MS) % week == 0

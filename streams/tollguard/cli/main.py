@@ -159,6 +159,16 @@ def _enforce_kamailio(args: argparse.Namespace) -> int:
     )
 
 
+def _control(args: argparse.Namespace) -> int:
+    from tollguard.cli import control
+
+    settings = load_settings(args.config, broker=args.broker)
+    run = {"block": control.run_block, "unblock": control.run_unblock}.get(
+        args.command, control.run_blocks
+    )
+    return run(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tollguard",
@@ -201,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="population size multiplier")
     p.add_argument("--days", type=float, help="event-time span (default: the scenario's)")
     p.add_argument(
-        "--start", help="event time of the start, RFC 3339 or 'now' (default 2026-11-02 JST)"
+        "--start",
+        help="event time of the start, RFC 3339 or 'now' (default Monday 2026-11-02 00:00 JST "
+        "for files; to Kafka, the first such Monday 00:00 JST from now on)",
     )
     p.add_argument("--setup-only", action="store_true", help="no answer/release events")
     p.add_argument(
@@ -257,6 +269,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--htable", help="htable name (env TOLLGUARD_KAMAILIO_HTABLE)")
     p.add_argument("--web-port", type=int, help="port of /metrics (env TOLLGUARD_WEB_PORT)")
     p.set_defaults(func=_enforce_kamailio)
+
+    p = sub.add_parser("block", help="block a line by hand (control signal, source manual)")
+    p.add_argument("line", help="line id")
+    p.add_argument("--ttl", help="e.g. 30m, 1h, 2d; default: until unblocked")
+    p.add_argument(
+        "--scope", default="international", help="international (default), all, or +232,+220"
+    )
+    p.add_argument("--reason", help="one sentence for the audit trail")
+    p.add_argument("--actor", help="who decides (default: the OS user)")
+    p.add_argument("--tenant", help="customer account of the line")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.set_defaults(func=_control)
+    p = sub.add_parser("unblock", help="lift a block by hand (control signal, source manual)")
+    p.add_argument("line", help="line id")
+    p.add_argument("--reason", help="one sentence for the audit trail")
+    p.add_argument("--actor", help="who decides (default: the OS user)")
+    p.add_argument("--tenant", help="customer account of the line")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.set_defaults(func=_control)
+    p = sub.add_parser("blocks", help="the current block list, from the compacted blocks topic")
+    p.add_argument("--json", action="store_true", help="JSON array of the block signals")
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.set_defaults(func=_control)
 
     rules = sub.add_parser("rules", help="rule packs").add_subparsers(
         dest="rules_cmd", required=True

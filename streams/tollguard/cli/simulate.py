@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from tollguard.config import Settings
-from tollguard.simulate.scenarios import DEFAULT_START_MS, SCENARIOS, generate
+from tollguard.simulate.scenarios import DAY_MS, DEFAULT_START_MS, SCENARIOS, generate
 
 ALIASES = {"seed-case": "seed-attack"}
 
@@ -36,6 +36,17 @@ def parse_start(text: str | None) -> int:
     if dt.tzinfo is None:
         raise ValueError(f"--start {text!r} needs a UTC offset")
     return int(dt.timestamp() * 1000)
+
+
+def live_start(now_ms: int) -> int:
+    """The default calendar moved on by whole weeks to start at or after `now_ms`.
+
+    A live worker lifts blocks by the later of wall-clock and event time, so
+    traffic dated in the past would see every block expire at once; whole weeks
+    keep each scenario's weekday and hour schedule.
+    """
+    week = 7 * DAY_MS
+    return DEFAULT_START_MS + max(0, -(-(now_ms - DEFAULT_START_MS) // week)) * week
 
 
 def paced(
@@ -63,6 +74,8 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     name = ALIASES.get(args.scenario, args.scenario)
     try:
         start_ms = parse_start(args.start)
+        if not args.start and not args.out:
+            start_ms = live_start(int(time.time() * 1000))
     except ValueError as exc:
         print(f"tollguard simulate: {exc}", file=sys.stderr)
         return 2
