@@ -175,3 +175,17 @@ def test_live_start_keeps_the_weekly_calendar_and_is_not_in_the_past() -> None:
     now = DEFAULT_START_MS + 10 * week + 12_345
     start = live_start(now)
     assert start >= now and start - now < week and (start - DEFAULT_START_MS) % week == 0
+
+
+def test_pacing_compresses_event_time_and_caps_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tollguard.cli.simulate as sim
+
+    clock = [0.0]
+    monkeypatch.setattr(sim.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(sim.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    events = [{"ts": 1_000_000 + i * 60_000} for i in range(11)]  # one a minute
+    list(sim.paced(iter(events), speed=60.0))  # a minute of event time per second
+    assert clock[0] == pytest.approx(10.0)
+    clock[0] = 0.0
+    list(sim.paced(iter(events), speed=0.0, rate=2.0))  # at most two a second
+    assert clock[0] == pytest.approx(5.0)
