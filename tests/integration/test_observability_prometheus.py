@@ -11,7 +11,8 @@ What this proves, and how:
   series: TollguardNoEvents while the worker is up before any traffic,
   TollguardDeadLetterRate / TollguardBlockStorm / TollguardEventLagHigh during
   the attack (malformed events are mixed in; the replayed events are hours
-  old), TollguardWorkerDown after the worker is stopped. Its expression must
+  old), TollguardRulePackRejected after a broken pack is written to the rules
+  topic, TollguardWorkerDown after the worker is stopped. Its expression must
   also return data when queried directly over the test's time range.
 * TollguardConsumerLagGrowing and the consumer-lag panel read kafka_exporter's
   `kafka_consumergroup_lag`. kafka_exporter is not installable here (its Go
@@ -88,6 +89,12 @@ TEST_VALUES = {
                     "enabled": True,
                     "seconds": 60,
                     "window": "1m",
+                    "for": "0s",
+                    "severity": "warning",
+                },
+                "rulePackRejected": {
+                    "enabled": True,
+                    "window": "5m",
                     "for": "0s",
                     "severity": "warning",
                 },
@@ -319,6 +326,7 @@ def test_dashboards_and_alerts_on_real_prometheus(
         "TollguardDeadLetterRate",
         "TollguardBlockStorm",
         "TollguardEventLagHigh",
+        "TollguardRulePackRejected",
         "TollguardConsumerLagGrowing",
     } <= set(alerts)
 
@@ -383,7 +391,21 @@ def _run_scenario(
         "every event scraped",
         worker.log_tail,
     )
-    for name in ("TollguardDeadLetterRate", "TollguardBlockStorm", "TollguardEventLagHigh"):
+    # A broken pack pushed straight to the rules topic (bypassing `rules push`,
+    # which would refuse it): the worker rejects it and keeps its pack.
+    produce(bootstrap, worker.settings.topic_rules, [(b"default", b"pack: [broken")])
+    wait_for(
+        lambda: prom.scalar(f'sum(tollguard_rules_rejected_total{{job="{JOB}"}})') >= 1,
+        90,
+        "the rejected pack counted",
+        worker.log_tail,
+    )
+    for name in (
+        "TollguardDeadLetterRate",
+        "TollguardBlockStorm",
+        "TollguardEventLagHigh",
+        "TollguardRulePackRejected",
+    ):
         wait_for(lambda name=name: prom.alert_fired(name), 60, name, detail)
 
     # Every dashboard query, with Grafana's variables, returns data.
@@ -435,7 +457,9 @@ def _run_scenario(
     for name, expr in alerts.items():
         rule = final[name]
         assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
-        result = prom.query_range(expr, started, time.time(), step="1s")
+        # End a little in the future: an alert that fired within the last
+        # second has its sample after the last whole step before "now".
+        result = prom.query_range(expr, started, time.time() + 2, step="1s")
         if name in NEEDS_KAFKA_EXPORTER:
             assert not result and not prom.alert_fired(name)
         else:

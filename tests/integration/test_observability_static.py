@@ -61,9 +61,9 @@ def alert_exprs() -> Iterator[tuple[str, str]]:
         yield match.group(1), match.group(2)
 
 
-def test_there_are_two_dashboards_and_six_alerts() -> None:
+def test_there_are_two_dashboards_and_seven_alerts() -> None:
     assert [p.name for p in DASHBOARDS] == ["tollguard-overview.json", "tollguard-rule.json"]
-    assert len(list(alert_exprs())) == 6
+    assert len(list(alert_exprs())) == 7
 
 
 def test_every_metric_named_is_really_exported() -> None:

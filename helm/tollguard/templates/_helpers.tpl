@@ -96,6 +96,10 @@ app.kubernetes.io/component: worker
   value: {{ .Values.topics.rules | quote }}
 - name: TOLLGUARD_TOPIC_DEADLETTER
   value: {{ .Values.topics.deadletter | quote }}
+{{- with .Values.topics.state }}
+- name: TOLLGUARD_TOPIC_STATE
+  value: {{ . | quote }}
+{{- end }}
 - name: TOLLGUARD_SECURITY_PROTOCOL
   value: {{ .Values.kafka.securityProtocol | quote }}
 {{- $sasl := .Values.kafka.sasl }}
