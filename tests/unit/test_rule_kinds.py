@@ -357,3 +357,18 @@ def test_long_call_release_reporting_a_long_duration_decides() -> None:
     # no answer event seen, but the release says it lasted 2.5 h
     out += run(engine, [ev(None, T0 + 9_000_000, call_id="z", etype="release", duration_s=9000)])
     assert actions(out) == [("block", "g")]
+
+
+def test_release_without_callee_long_after_its_setup_still_ends_the_call() -> None:
+    rules = CONCURRENT + SPEND.replace("id: s", "id: s2")
+    engine = Engine(pack(rules))
+    out = legs(engine, "a", f"{SL}100001", T0 + 10_000, None)
+    # later setups on the line push the remembered setup of "a" out
+    out += run(engine, [ev(f"010121255501{i:02d}", T0 + 20 * MIN + i) for i in range(3)])
+    assert "a" not in (engine.lines["line-1"].legs or {})
+    assert list(engine.lines["line-1"].states["k"].calls) == ["a"]
+    out += run(engine, [ev(None, T0 + 25 * MIN, call_id="a", etype="release", duration_s=1490)])
+    assert engine.lines["line-1"].states["k"].calls == {}
+    # spend corrected from the 60 s estimate to 1490 s at 1.00/min (+ 3 x 0.01 to the US)
+    assert engine.lines["line-1"].states["s2"].total == 24_833_333 + 30_000
+    assert out == [] or all(s.rule_id == "s2" for s in out)

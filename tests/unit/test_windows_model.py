@@ -75,10 +75,10 @@ def test_sum_window_matches_brute_force_with_corrections(
         # now and then a release corrects an earlier call's amount
         if i % 3 == 2:
             target = f"c{i - 2}"
-            corrected = w.correct(target, 5 * amount, now, span, 10_000)
-            t_ts, _ = seen[target]
+            corrected = w.rescale(target, 2.5, now, span, 10_000)
+            t_ts, t_amount = seen[target]
             if now - span < t_ts <= now:
-                seen[target] = (t_ts, 5 * amount)
+                seen[target] = (t_ts, round(t_amount * 2.5))
                 assert corrected is not None
                 total = corrected
             else:

@@ -46,9 +46,13 @@ from tollguard.signals.model import (
 
 UNKNOWN_DEST = "unknown"
 SAMPLE_CALLEES = 5
-# Setups remembered per line so answer/release events without a callee can be
-# matched to their destination (only when the pack has rules that need them).
-MAX_LEGS = 64
+# Setups remembered per line so an answer without a callee can be matched to its
+# destination (only when the pack has rules that need it). Answers follow their
+# setup within seconds, so a leg is kept for LEG_MAX_AGE_MS at most. Releases
+# without a callee need no destination: rules that track a call (spend,
+# concurrent, long_call) find it by call id in their own state.
+MAX_LEGS = 256
+LEG_MAX_AGE_MS = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +200,24 @@ class Engine:
                 if legs is None:
                     legs = state.legs = {}
                 legs[event.call_id] = event
-                if len(legs) > MAX_LEGS:
-                    del legs[next(iter(legs))]
+                oldest_ok = event.ts_ms - LEG_MAX_AGE_MS
+                while legs:
+                    first = next(iter(legs.values()))
+                    if len(legs) <= MAX_LEGS and first.ts_ms >= oldest_ok:
+                        break
+                    del legs[first.call_id]
         elif state.legs is not None:
             legs = state.legs
             leg = legs.pop(event.call_id, None) if etype == RELEASE else legs.get(event.call_id)
             if leg is not None and event.e164 is None:
                 event.e164, event.dest, event.international = leg.e164, leg.dest, leg.international
-        intl = event.international
-        rules = pack.by_type[etype] if intl else pack.by_type_domestic[etype]
+        # A release that cannot be placed goes to every rule that may hold its
+        # call (by id); the kinds ignore call ids they do not know.
+        by_id = etype == RELEASE and event.e164 is None
+        if by_id:
+            rules = pack.by_type[RELEASE] if state.states else ()
+        else:
+            rules = pack.by_type[etype] if event.international else pack.by_type_domestic[etype]
         if not rules:
             if self._due and self._due[0][0] <= self.max_ts:
                 self._run_due(out)
@@ -214,7 +227,10 @@ class Engine:
         tag = self._tag(event)
         states = state.states
         for rule in rules:
-            if rule.simple:
+            if by_id:
+                if rule.id not in states:
+                    continue
+            elif rule.simple:
                 if event.e164 is None and rule.match.international_only:
                     continue
             elif not rule.applies(event, tenant):
@@ -272,19 +288,18 @@ class Engine:
             rule = next((r for r in self.pack.rules if r.id == rule_id), None)
             if state is None or rule is None or rule.kind != LONG_CALL:
                 continue
-            live = state.states.get(rule_id)
+            live: Any = state.states.get(rule_id)
             answered = live.calls.get(call_id) if live is not None else None
             if answered is None:
                 continue
-            leg = state.legs.get(call_id) if state.legs else None
+            tag = live.tags.get(call_id, "") if live.tags is not None else ""
             probe = CallEvent(
                 type=ANSWER,
                 call_id=call_id,
                 ts_ms=due,
                 line_id=line_id,
                 tenant=state.tenant,
-                e164=leg.e164 if leg else None,
-                dest=leg.dest if leg else None,
+                dest=self._dests.get(tag),
             )
             limits = rule.limits_for(line_id, state.tenant)
             value = (due - answered) / 1000

@@ -228,6 +228,9 @@ class RulePack:
     # domestic, and most rules never need to see it.
     by_type: dict[str, tuple[Rule, ...]] = field(init=False, compare=False, repr=False)
     by_type_domestic: dict[str, tuple[Rule, ...]] = field(init=False, compare=False, repr=False)
+    # Whether setups must be remembered for answers without a callee (any call / domestic too).
+    needs_call_legs: bool = field(init=False, compare=False, repr=False)
+    needs_domestic_legs: bool = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         types = (SETUP, ANSWER, RELEASE)
@@ -237,16 +240,9 @@ class RulePack:
         }
         object.__setattr__(self, "by_type", by_type)
         object.__setattr__(self, "by_type_domestic", domestic)
+        object.__setattr__(self, "needs_call_legs", bool(by_type[ANSWER]))
+        object.__setattr__(self, "needs_domestic_legs", bool(domestic[ANSWER]))
 
     @property
     def max_window_ms(self) -> int:
         return max((r.window_ms for r in self.rules), default=0)
-
-    @property
-    def needs_call_legs(self) -> bool:
-        """Whether any rule reads answer/release events (so setups must be remembered)."""
-        return bool(self.by_type[ANSWER] or self.by_type[RELEASE])
-
-    @property
-    def needs_domestic_legs(self) -> bool:
-        return bool(self.by_type_domestic[ANSWER] or self.by_type_domestic[RELEASE])

@@ -164,11 +164,12 @@ class SumWindow:
             return self.total
         return self.prune(now, span, cap)
 
-    def correct(self, call_id: str, amount: int, now: int, span: int, cap: int) -> int | None:
-        """Set the amount of a call still in the window; None if it is not there."""
+    def rescale(self, call_id: str, factor: float, now: int, span: int, cap: int) -> int | None:
+        """Multiply the amount of a call still in the window; None if it is not there."""
         ids = self.ids
         for i in range(len(ids) - 1, -1, -1):
             if ids[i] == call_id:
+                amount = round(self.amounts[i] * factor)
                 self.total += amount - self.amounts[i]
                 self.amounts[i] = amount
                 return self.prune(now, span, cap)

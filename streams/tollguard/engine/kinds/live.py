@@ -17,25 +17,34 @@ class LiveParams:
 
 
 class LiveCalls:
-    __slots__ = ("calls",)
+    __slots__ = ("calls", "tags")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_tags: bool = False) -> None:
         # call id -> answer time; insertion order is (nearly) answer order
         self.calls: dict[str, int] = {}
+        # call id -> destination tag, for rules that report on one call (long_call)
+        self.tags: dict[str, str] | None = {} if keep_tags else None
 
-    def answer(self, call_id: str, ts: int, timeout_ms: int) -> None:
+    def answer(self, call_id: str, ts: int, timeout_ms: int, tag: str = "") -> None:
         calls = self.calls
+        tags = self.tags
         oldest_ok = ts - timeout_ms
         while calls:
             first = next(iter(calls))
             if calls[first] > oldest_ok:
                 break
             del calls[first]
+            if tags is not None:
+                tags.pop(first, None)
         if call_id not in calls:
             calls[call_id] = ts
+            if tags is not None:
+                tags[call_id] = tag
 
     def release(self, call_id: str) -> int | None:
         """The answer time of the released call, if it was live."""
+        if self.tags is not None:
+            self.tags.pop(call_id, None)
         return self.calls.pop(call_id, None)
 
     def __len__(self) -> int:

@@ -34,15 +34,17 @@ class LongCallKind(Kind):
         return False
 
     def new_state(self, rule: Any) -> LiveCalls:
-        return LiveCalls()
+        return LiveCalls(keep_tags=True)
 
     def observe(self, rule: Any, st: Any, event: CallEvent, tag: str, line: Any) -> float:
         live: LiveCalls = st
         params: LiveParams = rule.params
         if event.type == ANSWER:
-            live.answer(event.call_id, event.ts_ms, params.release_timeout_ms)
+            live.answer(event.call_id, event.ts_ms, params.release_timeout_ms, tag)
             return NO_DECISION  # the engine schedules the checks
         answered = live.release(event.call_id)
+        if answered is None and event.e164 is None:
+            return NO_DECISION  # a release of a call this rule never saw answered
         if event.duration_s is not None:
             return event.duration_s
         if answered is None:

@@ -3,7 +3,8 @@
 A setup is priced at its destination's per-minute rate (longest prefix in the
 rate table) times `default_call_s`, because a flood must be stopped before its
 calls end. A release carrying `duration_s` replaces that estimate with the
-exact cost, so the total becomes exact as calls end. Amounts are integers of
+exact cost (the estimate scaled to the real duration, found by call id, so the
+release needs no callee), and the total becomes exact as calls end. Amounts are integers of
 one millionth of the currency, so the window total never drifts.
 
 Seed case: ~14,000 calls of ~30 s to Sierra Leone at ~0.60/min is ~4,200 in
@@ -39,18 +40,20 @@ class SpendKind(Kind):
     def observe(self, rule: Any, st: Any, event: CallEvent, tag: str, line: Any) -> float:
         window: SumWindow = st
         params: SpendParams = rule.params
+        if event.type == RELEASE:
+            # The setup's estimate was rate x default_call_s; scaling it to the
+            # real duration needs no callee on the release.
+            if event.duration_s is None:
+                return NO_DECISION
+            factor = event.duration_s / params.default_call_s
+            total = window.rescale(
+                event.call_id, factor, line.max_ts, rule.window_ms, rule.max_events
+            )
+            return NO_DECISION if total is None else total / MICRO
         e164 = event.e164
         if e164 is None:
             return NO_DECISION
         rate = params.rates.per_minute(e164)
-        if event.type == RELEASE:
-            if event.duration_s is None:
-                return NO_DECISION
-            exact = round(rate * event.duration_s / 60)
-            total = window.correct(
-                event.call_id, exact, line.max_ts, rule.window_ms, rule.max_events
-            )
-            return NO_DECISION if total is None else total / MICRO
         amount = round(rate * params.default_call_s / 60)
         total = window.add(
             event.ts_ms, amount, event.call_id, tag, line.max_ts, rule.window_ms, rule.max_events
