@@ -41,6 +41,8 @@ class Settings:
     log_level: str = "info"
     lateness_s: int = 60
     max_event_bytes: int = 64 * 1024
+    # Deepest nesting of arrays/objects in an event; deeper is rejected as oversize.
+    max_event_depth: int = 16
     # Most events the detector takes from Kafka per batch, and how often it commits.
     batch_size: int = 10000
     commit_interval_s: float = 1.0

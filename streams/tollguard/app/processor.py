@@ -75,12 +75,14 @@ class BatchProcessor:
         lateness_ms: int = 60_000,
         max_event_bytes: int = 64 * 1024,
         evict_scan_s: float = 60.0,
+        max_event_depth: int = 16,
     ) -> None:
         self.dial_plans = dial_plans
         self.destinations = destinations
         self.metrics = metrics
         self.engine_config = EngineConfig(lateness_ms=lateness_ms)
         self.max_event_bytes = max_event_bytes
+        self.max_event_depth = max_event_depth
         self.engines: dict[int, Engine] = {}
         # Durable state bookkeeping, per input partition: lines changed since the
         # last checkpoint, the next input offset, and for lines restored from the
@@ -103,7 +105,7 @@ class BatchProcessor:
             raise ValueError(
                 f"rule pack {pack.name} names unknown dial plan {pack.dial_plan!r}; known: {known}"
             )
-        return EventParser(plan, self.destinations, self.max_event_bytes)
+        return EventParser(plan, self.destinations, self.max_event_bytes, self.max_event_depth)
 
     def set_pack(self, pack: RulePack) -> None:
         """Apply a new rule pack to every engine; raises without change if unusable."""

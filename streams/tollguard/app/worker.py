@@ -20,6 +20,7 @@ from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor
 from tollguard.app.rules_follower import RulesFollower, initial_pack
 from tollguard.config import Settings
+from tollguard.kafka_security import faust_credentials
 from tollguard.numbering import DestinationTable, load_default_dial_plans
 from tollguard.rulepacks import load_pack
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         metrics_,
         lateness_ms=settings.lateness_s * 1000,
         max_event_bytes=settings.max_event_bytes,
+        max_event_depth=settings.max_event_depth,
     )
     app = faust.App(
         # The detector's consumer group is app_id; Faust's own group must differ.
@@ -56,6 +58,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_heartbeat_interval=3,
         producer_acks=-1,
         topic_partitions=settings.event_partitions,
+        # TLS/SASL for Faust's own consumer and producer (None: plaintext).
+        broker_credentials=faust_credentials(settings),
     )
     detector = Detector(settings, processor, metrics_)
     app.service(detector)  # type: ignore[arg-type]  # instances are accepted too

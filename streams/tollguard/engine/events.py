@@ -40,6 +40,8 @@ MIN_TS_MS: Final = 946_684_800_000  # 2000-01-01
 MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01
 
 DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
+# Nesting of arrays/objects an event may have (a valid one has 1); deeper is `oversize`.
+DEFAULT_MAX_EVENT_DEPTH: Final = 16
 
 
 class EventError(ValueError):
@@ -142,17 +144,19 @@ class EventParser:
     sees it.
     """
 
-    __slots__ = ("destinations", "dial_plan", "max_bytes")
+    __slots__ = ("destinations", "dial_plan", "max_bytes", "max_depth")
 
     def __init__(
         self,
         dial_plan: DialPlan,
         destinations: DestinationTable,
         max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_depth: int = DEFAULT_MAX_EVENT_DEPTH,
     ) -> None:
         self.dial_plan = dial_plan
         self.destinations = destinations
         self.max_bytes = max_bytes
+        self.max_depth = max_depth
 
     def parse(self, raw: bytes | None) -> CallEvent:
         if raw is None:
@@ -162,9 +166,17 @@ class EventParser:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc):
+                raise EventError("oversize", f"nesting deeper than {self.max_depth}") from None
             raise EventError("bad_json", str(exc)[:200]) from None
         if not isinstance(obj, dict):
             raise EventError("not_object", "an event must be a JSON object")
+        # Fewer brackets than the limit cannot nest deeper: two C-speed counts
+        # spare the common event any walk.
+        if raw.count(b"[") + raw.count(b"{") > self.max_depth:
+            depth = nesting_depth(obj)
+            if depth > self.max_depth:
+                raise EventError("oversize", f"nesting depth {depth}, limit {self.max_depth}")
         return self.from_dict(obj)
 
     def from_dict(self, obj: dict[str, Any]) -> CallEvent:
@@ -225,6 +237,23 @@ class EventParser:
         # A number no table knows is treated as international: unknown ranges
         # are where revenue-share fraud hides.
         event.international = dest is None or self.dial_plan.is_international(dest)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep arrays and objects nest in a parsed JSON value (a scalar is 0)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def mask_number(number: str) -> str:
