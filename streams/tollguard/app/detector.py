@@ -33,6 +33,7 @@ from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor, Outputs, RawRecord
 from tollguard.config import Settings
 from tollguard.kafka_security import aiokafka_config
+from tollguard.privacy import for_log
 
 log = logging.getLogger("tollguard.detector")
 
@@ -196,7 +197,7 @@ class Detector(Service):
                     signal.severity,
                     signal.line_id,
                     signal.rule_id,
-                    signal.reason,
+                    for_log(log, signal.reason),  # numbers masked below DEBUG
                 )
         for tp, batch in fetched.items():
             self._positions[tp] = batch[-1].offset + 1
@@ -223,7 +224,9 @@ class Detector(Service):
             out = self.processor.expire(int(time.time() * 1000))
             await self.publish(out)
         for signal in out.signals:
-            log.info("signal %s line=%s: %s", signal.action, signal.line_id, signal.reason)
+            log.info(
+                "signal %s line=%s: %s", signal.action, signal.line_id, for_log(log, signal.reason)
+            )
 
     async def _checkpoint(self) -> None:
         """Write every changed line's state; returns once the broker has all of it."""
