@@ -58,8 +58,12 @@ def wait_for(
     """Poll until `check()`; a deadline for a condition, not a timing assertion."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+        try:
+            if check():
+                return
+        except OSError:  # /metrics not answering this instant
+            pass
         time.sleep(0.3)
     raise AssertionError(f"{what} did not happen; worker log:\n{worker.log_tail()}")
 
