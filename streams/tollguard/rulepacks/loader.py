@@ -100,6 +100,8 @@ class _Node:
 
 
 MAX_PACK_NODES = 100_000
+# A real pack nests about six levels; hostile nesting would exhaust the recursive composer.
+MAX_PACK_DEPTH = 64
 
 
 class _Converter:
@@ -419,11 +421,32 @@ class _Builder:
         return Schedule(tz, tuple(hours), days, all_day, frozenset(holidays))
 
 
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_PACK_DEPTH before the (recursive) composer sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_PACK_DEPTH:
+                raise ValueError(f"the pack nests deeper than {MAX_PACK_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load_pack_text(text: str, source: str = "<rules>") -> RulePack:
-    if len(text.encode()) > MAX_PACK_BYTES:
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise RulePackError(
+            [PackProblem(source, 1, "the pack is not valid Unicode text")]
+        ) from None
+    if size > MAX_PACK_BYTES:
         raise RulePackError([PackProblem(source, 1, f"pack is larger than {MAX_PACK_BYTES} bytes")])
     try:
+        _check_depth(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except ValueError as exc:
+        raise RulePackError([PackProblem(source, 1, str(exc))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
