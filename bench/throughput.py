@@ -7,7 +7,7 @@ fills one topic with synthetic call events, then measures on that topic:
 
 * baseline: raw aiokafka `getmany` + `orjson.loads` of every value;
 * tollguard: a `tollguard worker` process with the default rule pack, from its
-  first counted event to its last (group join and start-up excluded).
+  time it spent on batches that held events (group join and start-up excluded).
 
 Prints both rates and their ratio. Absolute numbers depend on the machine;
 the ratio is what to compare across changes.
@@ -20,19 +20,22 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tollguard.app.topics import ensure_tollguard_topics
+from tollguard.config import Settings
 from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, background, merge
 from tollguard.testing.worker_process import WorkerProcess, isolated_settings
 
@@ -120,44 +123,170 @@ class WorkerRun:
     seconds: float
 
 
-def worker_rate(worker: WorkerProcess, expected: int, timeout: float = 900) -> WorkerRun:
-    """Rate between the first and the last counted event, polled from /metrics."""
+def handled(worker: WorkerProcess) -> int:
+    """Events a worker has finished with: accepted, rejected or recognised as duplicates."""
+    m = worker.metrics()
+    names = ("tollguard_events_total", "tollguard_events_rejected_total")
+    total = sum(v for (name, _), v in m.items() if name in names)
+    return int(total + m.get(("tollguard_events_duplicate_total", ()), 0.0))
 
-    def counted() -> int:
-        m = worker.metrics()
-        events = sum(v for (name, _), v in m.items() if name == "tollguard_events_total")
-        rejected = sum(v for (name, _), v in m.items() if name == "tollguard_events_rejected_total")
-        dups = m.get(("tollguard_events_duplicate_total", ()), 0.0)
-        return int(events + rejected + dups)
 
+def measure_rate(workers: list[WorkerProcess], expected: int, timeout: float = 900) -> WorkerRun:
+    """Combined rate of workers reading a pre-filled topic, once all of it is handled.
+
+    Each worker counts the wall time of its loops that held events (fetch,
+    decide, publish, commit: `tollguard_busy_seconds_total`), so start-up and
+    the consumer-group join are excluded, as they are for the raw baseline.
+    """
     deadline = time.monotonic() + timeout
-    first_n, first_t = 0, 0.0
-    while time.monotonic() < deadline:
-        n = counted()
-        if n > 0:
-            first_n, first_t = n, time.monotonic()
-            break
-        time.sleep(0.05)
-    last_n, last_t = first_n, first_t
-    while time.monotonic() < deadline and last_n < expected:
-        time.sleep(0.1)
-        n = counted()
-        if n != last_n:
-            last_n, last_t = n, time.monotonic()
-    if last_n < expected:
-        raise SystemExit(f"worker counted {last_n} of {expected} events before the timeout")
-    seconds = max(last_t - first_t, 1e-6)
-    return WorkerRun((last_n - first_n) / seconds, last_n, seconds)
+    while time.monotonic() < deadline and sum(handled(w) for w in workers) < expected:
+        time.sleep(0.2)
+    counts = [handled(w) for w in workers]
+    if sum(counts) < expected:
+        raise SystemExit(f"workers handled {sum(counts)} of {expected} events before the timeout")
+    busy = [w.metric("tollguard_busy_seconds_total") for w in workers]
+    rate = sum(n / b for n, b in zip(counts, busy, strict=True) if b > 0)
+    return WorkerRun(rate, sum(counts), max(busy))
+
+
+FAUST_BASELINES = {
+    "windowed": "Faust agent, windowed Table += 1 per event (naive)",
+    "take": "Faust agent, take(1000) batches, dict counters",
+}
+LATENCY_PACK = """
+pack: latency
+version: "bench-1"
+dial_plan: JP
+rules:
+  - id: sl-burst
+    kind: count
+    match: {international: true, prefixes: ["+232"]}
+    window: 1h
+    critical: 3
+    ttl: 2h
+"""
+
+
+def faust_rate(kind: str, bootstrap: str, topic: str, expected: int, partitions: int) -> float:
+    """Run one plain-Faust baseline in its own process; its rate over `expected` events."""
+    cmd = [sys.executable, "-m", "bench.faust_baselines", kind, "--broker", bootstrap]
+    cmd += ["--topic", topic, "--expected", str(expected), "--partitions", str(partitions)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        start = line.find('{"pipeline"')
+        if start >= 0:
+            return float(json.loads(line[start:])["events_per_s"])
+    raise SystemExit(f"Faust baseline {kind} failed:\n{proc.stderr[-2000:]}")
+
+
+def worker_pool_rate(settings: Settings, n: int, workers: int, tmp: Path) -> float:
+    """Events/s of `workers` worker processes sharing one fresh consumer group."""
+    pool = replace(settings, app_id=f"{settings.app_id}-x{workers}-{uuid.uuid4().hex[:4]}")
+    procs: list[WorkerProcess] = []
+    try:
+        for i in range(workers):
+            procs.append(WorkerProcess(pool, tmp / f"worker-{workers}-{i}.log").start())
+        return measure_rate(procs, n).rate
+    finally:
+        for w in procs:
+            w.stop()
+
+
+async def _latency(
+    bootstrap: str, settings: Settings, rate: float, attack_lines: int
+) -> list[float]:
+    """Event readable on the broker -> its block readable on the control topic, in seconds."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(
+        settings.topic_control, bootstrap_servers=bootstrap, auto_offset_reset="latest"
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    readable: dict[tuple[str, int], float] = {}
+    seen: dict[tuple[str, int], float] = {}
+
+    async def read_signals() -> None:
+        async for msg in consumer:
+            sig = orjson.loads(msg.value)
+            if sig["action"] == "block":
+                ts = int(datetime.fromisoformat(sig["event_ts"]).timestamp() * 1000)
+                seen[(sig["line_id"], ts)] = time.perf_counter()
+
+    reader = asyncio.ensure_future(read_signals())
+    try:
+        await asyncio.sleep(2)  # consumer positioned at the end
+        start = int(time.time() * 1000)
+        attack_events = attack_lines * 3
+        total = max(attack_events * 10, int(rate * 15))  # at least 15 s of traffic
+        every = total // attack_events
+        bg = synthetic_events(total, 5000, seed=99)
+        interval = 1 / rate
+        t_next = time.perf_counter()
+        for i in range(attack_events * every):
+            if i % every == 0:
+                n = i // every
+                line, call = f"lat-{n // 3}", n % 3
+                ts = start + n * 10 + call
+                event = {
+                    "call_id": f"lat-{n}",
+                    "ts": ts,
+                    "line_id": line,
+                    "callee": f"01023276{100000 + n}",
+                }
+                fut = await producer.send(
+                    settings.topic_events, orjson.dumps(event), key=line.encode()
+                )
+                if call == 2:
+                    readable[(line, ts)] = 0.0
+                    fut.add_done_callback(
+                        lambda _f, k=(line, ts): readable.__setitem__(k, time.perf_counter())
+                    )
+            else:
+                key, value = next(bg)
+                await producer.send(settings.topic_events, value, key=key)
+            t_next += interval
+            delay = t_next - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await producer.flush()
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline and len(seen) < len(readable):
+            await asyncio.sleep(0.1)
+    finally:
+        reader.cancel()
+        await producer.stop()
+        await consumer.stop()
+    return sorted(seen[k] - readable[k] for k in readable if k in seen and readable[k] > 0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--lines", type=int, default=10_000)
+    parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--faust-events",
+        type=int,
+        default=40_000,
+        help="events the plain-Faust baselines run over (they are slow)",
+    )
+    parser.add_argument(
+        "--latency-lines",
+        type=int,
+        default=200,
+        help="attacked lines in the latency run (one block each)",
+    )
+    parser.add_argument("--skip-faust", action="store_true")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
 
+    rows: list[tuple[str, float]] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tollguard-bench-")))
         bootstrap = os.environ.get("TOLLGUARD_BENCH_BROKER")
@@ -179,36 +308,70 @@ def main(argv: list[str] | None = None) -> int:
 
         say("baseline: raw aiokafka getmany + orjson.loads...")
         raw = asyncio.run(raw_consume(bootstrap, settings.topic_events, n))
+        rows.append(("raw aiokafka getmany + orjson.loads", raw))
+        if not args.skip_faust:
+            for kind, name in FAUST_BASELINES.items():
+                say(f"baseline: {name} over {min(n, args.faust_events)} events...")
+                rate = faust_rate(
+                    kind,
+                    bootstrap,
+                    settings.topic_events,
+                    min(n, args.faust_events),
+                    args.partitions,
+                )
+                rows.append((name, rate))
 
-        say("tollguard worker (default rule pack)...")
-        worker = WorkerProcess(settings, tmp / "worker.log")
-        worker.start()
-        stack.callback(worker.stop)
-        run = worker_rate(worker, n)
+        say("tollguard worker, 1 process (default rule pack)...")
+        worker = WorkerProcess(settings, tmp / "worker.log").start()
+        run = measure_rate([worker], n)
+        worker.stop()
+        rows.append(("tollguard worker, default pack, 1 process", run.rate))
+        say("tollguard worker, 2 processes...")
+        rows.append(
+            ("tollguard worker, default pack, 2 processes", worker_pool_rate(settings, n, 2, tmp))
+        )
 
-        results: dict[str, Any] = {
-            "machine": (
-                f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-            ),
-            "broker": broker_desc,
-            "events": n,
-            "lines": args.lines,
-            "partitions": args.partitions,
-            "raw_aiokafka_events_per_s": round(raw),
-            "worker_events_per_s": round(run.rate),
-            "worker_seconds": round(run.seconds, 2),
-            "ratio_worker_to_raw": round(run.rate / raw, 4),
-        }
+        say(f"latency at 20% of capacity ({0.2 * run.rate:,.0f} events/s)...")
+        rules = tmp / "latency.yaml"
+        rules.write_text(LATENCY_PACK)
+        lat_settings = isolated_settings(
+            bootstrap, tmp, partitions=args.partitions, rules=str(rules)
+        )
+        lat_worker = WorkerProcess(lat_settings, tmp / "latency-worker.log").start()
+        stack.callback(lat_worker.stop)
+        latencies = asyncio.run(
+            _latency(bootstrap, lat_settings, max(0.2 * run.rate, 50.0), args.latency_lines)
+        )
+
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "broker": broker_desc,
+        "events": n,
+        "lines": args.lines,
+        "partitions": args.partitions,
+        "pipelines": {name: round(rate) for name, rate in rows},
+        "worker_to_raw": round(run.rate / raw, 4),
+        "latency_samples": len(latencies),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 0.5) * 1000, 2),
+            "p99": round(percentile(latencies, 0.99) * 1000, 2),
+            "max": round(latencies[-1] * 1000, 2) if latencies else None,
+        },
+    }
     print()
-    print(f"{'pipeline':<44}{'events/s':>12}{'ratio':>10}")
-    raw_name = "raw aiokafka getmany + orjson.loads"
-    print(f"{raw_name:<44}{results['raw_aiokafka_events_per_s']:>12,}{1:>10.3f}")
+    print(f"{'pipeline':<52}{'events/s':>12}{'x raw':>9}{'x naive':>9}")
+    naive = dict(rows).get(FAUST_BASELINES["windowed"])
+    for name, rate in rows:
+        vs_naive = f"{rate / naive:>9.1f}" if naive else f"{'-':>9}"
+        print(f"{name:<52}{rate:>12,.0f}{rate / raw:>9.3f}{vs_naive}")
+    lat = results["latency_ms"]
     print(
-        f"{'tollguard worker, default pack':<44}{results['worker_events_per_s']:>12,}"
-        f"{results['ratio_worker_to_raw']:>10.3f}"
+        f"\nevent readable -> block readable at 20% of capacity: p50 {lat['p50']} ms, "
+        f"p99 {lat['p99']} ms, max {lat['max']} ms ({len(latencies)} blocks)"
     )
     print(
-        f"\n{results['machine']}; {results['broker']}; {n} events, {args.lines} lines, "
+        f"{results['machine']}; {broker_desc}; {n} events, {args.lines} lines, "
         f"{args.partitions} partitions"
     )
     if args.json:

@@ -166,12 +166,16 @@ class Detector(Service):
         consumer = self.consumer
         assert consumer is not None
         batch_size = self.settings.batch_size
+        busy = self.metrics.busy_seconds
         while not self.should_stop:
+            started = time.perf_counter()
             fetched = await consumer.getmany(timeout_ms=200, max_records=batch_size)
             async with self._lock:
                 if fetched:
                     await self._handle(fetched)
                 await self._commit()
+            if fetched:
+                busy.inc(time.perf_counter() - started)
 
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         consumed = time.monotonic()

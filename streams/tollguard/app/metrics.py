@@ -91,6 +91,12 @@ class Metrics:
         self.active_blocks = Gauge(
             "tollguard_active_blocks", "Lines currently blocked by this worker", registry=r
         )
+        self.busy_seconds = Counter(
+            "tollguard_busy_seconds_total",
+            "Wall time spent fetching, deciding and publishing batches that held events; "
+            "a rate near 1 means the worker runs at capacity",
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             "tollguard_assigned_partitions",
             "Input partitions this worker owns (restored and processing)",

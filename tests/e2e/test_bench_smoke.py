@@ -1,0 +1,27 @@
+"""The throughput bench runs end to end (CI checks that it works, never how fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import throughput
+
+pytestmark = pytest.mark.e2e
+
+
+def test_throughput_bench_runs_and_reports_every_pipeline(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOLLGUARD_BENCH_BROKER", kafka_bootstrap)
+    out = tmp_path / "bench.json"
+    args = ["--events", "30000", "--lines", "3000", "--faust-events", "2000"]
+    args += ["--latency-lines", "10", "--json", str(out)]
+    assert throughput.main(args) == 0
+    results = json.loads(out.read_text())
+    assert results["events"] == 30000
+    assert len(results["pipelines"]) == 5
+    assert all(rate > 0 for rate in results["pipelines"].values())
+    assert results["latency_samples"] == 10
