@@ -240,12 +240,15 @@ def _attempt(settings: Settings, timeout: float) -> tuple[str | None, list[str]]
     return None, []
 
 
-def preflight(settings: Settings, timeout: float = 15.0) -> None:
+def preflight(settings: Settings, timeout: float = 15.0, *, security_only: bool = False) -> None:
     """Connect and log in once; raise SystemExit with a clear message if that fails.
 
     Clients retry a rejected login as patiently as an unreachable broker; a
     worker with a wrong password must stop at once and say why instead. One
-    aiokafka bootstrap (a single attempt per address) decides.
+    aiokafka bootstrap (a single attempt per address) decides. With
+    `security_only`, an unreachable broker is left to the client's own
+    retries (long-running adapters wait for Kafka) and only a refused login
+    or TLS handshake stops the command.
     """
     check(settings)
     deadline = time.monotonic() + timeout
@@ -257,6 +260,8 @@ def preflight(settings: Settings, timeout: float = 15.0) -> None:
         message = failure_message(settings, cause)
         if message:
             raise SystemExit(message)  # retrying cannot fix credentials or certificates
+        if security_only:
+            return
         if time.monotonic() >= deadline:
             break
         time.sleep(0.5)  # a broker still starting up: try again until the deadline

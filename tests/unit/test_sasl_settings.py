@@ -105,3 +105,11 @@ def test_settings_from_environment_and_file(tmp_path: Path) -> None:
     cfg.write_text("security_protocol: SASL_PLAINTEXT\nsasl_username: f\nsasl_password: p\n")
     s = load_settings(str(cfg), env={})
     assert ks.kafka_python_config(s)["sasl_plain_username"] == "f"
+
+
+def test_preflight_reports_an_unreachable_broker_unless_only_security_matters() -> None:
+    s = load_settings(env={}, broker="kafka://127.0.0.1:1")
+    ks.preflight(s, 1.0, security_only=True)  # adapters wait for Kafka themselves
+    with pytest.raises(SystemExit) as info:
+        ks.preflight(s, 1.0)
+    assert "cannot reach Kafka at kafka://127.0.0.1:1" in str(info.value)

@@ -112,6 +112,10 @@ def _simulate(args: argparse.Namespace) -> int:
     from tollguard.cli.simulate import run_simulate
 
     settings = load_settings(args.config, broker=args.broker)
+    if not args.out:
+        from tollguard.kafka_security import preflight
+
+        preflight(settings)  # wrong credentials: one clear line, not a producer timeout
     return run_simulate(args, settings)
 
 
@@ -135,6 +139,9 @@ def _ingest_hep(args: argparse.Namespace) -> int:
         web_port=args.web_port,
     )
     logging.basicConfig(level=settings.log_level.upper())
+    from tollguard.kafka_security import preflight
+
+    preflight(settings, 5.0, security_only=True)  # wrong credentials: stop, say why
     asyncio.run(
         run_collector(settings, settings.hep_listen, settings.hep_line_source, settings.web_port)
     )
@@ -154,6 +161,9 @@ def _enforce_kamailio(args: argparse.Namespace) -> int:
         web_port=args.web_port,
     )
     logging.basicConfig(level=settings.log_level.upper())
+    from tollguard.kafka_security import preflight
+
+    preflight(settings, 5.0, security_only=True)  # wrong credentials: stop, say why
     return run_enforcer(
         settings, settings.kamailio_rpc_url, settings.kamailio_htable, settings.web_port
     )
