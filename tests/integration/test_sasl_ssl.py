@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.integration
 PASSWORD_512 = "s3cret-Scram512-pw"
 PASSWORD_256 = "s3cret-Scram256-pw"
 PASSWORD_PLAIN = "s3cret-Plain-pw"
+PASSWORD_NOC = "s3cret-Noc-pw"
 WRONG = "not-the-Password-9"
 
 
@@ -133,6 +135,9 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         "ssl.truststore.location": str(certs["ca"]),
         # The client certificate is checked as well as the SASL login.
         "listener.name.sasl_ssl.ssl.client.auth": "required",
+        # Authorisation by ACLs; the loopback admin/inter-broker listener is ANONYMOUS.
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:ANONYMOUS;User:tollguard;User:tg256;User:plainuser",
         **_jaas("sasl_ssl"),
         **_jaas("sasl_plaintext"),
     }
@@ -154,6 +159,12 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
                     ),
                     UserScramCredentialUpsertion(
                         "tg256", ScramMechanism.SCRAM_SHA_256, PASSWORD_256
+                    ),
+                    UserScramCredentialUpsertion(
+                        "noc-ana", ScramMechanism.SCRAM_SHA_512, PASSWORD_NOC
+                    ),
+                    UserScramCredentialUpsertion(
+                        "noc-eve", ScramMechanism.SCRAM_SHA_512, PASSWORD_NOC
                     ),
                 ]
             )
@@ -338,3 +349,74 @@ def test_every_mechanism_and_both_client_libraries(
             await consumer.stop()
 
     assert asyncio.run(roundtrip()) == b"hello"
+
+
+def _cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings_env(settings)}
+    env.pop("TOLLGUARD_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tollguard.cli.main", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_manual_block_is_authorised_by_kafka_acls(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    from tollguard.app.topics import ensure_tollguard_topics
+
+    owner = _secure_settings(secure_broker, tmp_path)
+    ensure_tollguard_topics(owner)
+    eve = replace(owner, sasl_username="noc-eve", sasl_password=PASSWORD_NOC)
+    refused = _cli(eve, "block", "pbx-9", "--actor", "eve", "--reason", "test")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "may not write to" in output and "noc-eve" in output, output
+    assert PASSWORD_NOC not in output
+
+    acls = [
+        ACL(
+            "User:noc-ana",
+            "*",
+            ACLOperation.WRITE,
+            ACLPermissionType.ALLOW,
+            ResourcePattern(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL),
+        )
+        for topic in (owner.topic_control, owner.topic_blocks)
+    ]
+    with admin_client(secure_broker.admin_bootstrap, 30) as admin:
+        admin.create_acls(acls)
+    ana = replace(owner, sasl_username="noc-ana", sasl_password=PASSWORD_NOC)
+    for _ in range(20):  # the new ACLs reach the broker through the metadata log
+        done = _cli(ana, "block", "pbx-9", "--actor", "ana", "--reason", "hijacked PBX")
+        if done.returncode == 0:
+            break
+        time.sleep(0.5)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka_python_config(owner), group_id=None, consumer_timeout_ms=5000)
+    try:
+        tps = [TopicPartition(owner.topic_control, p) for p in (0, 1)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        signals = [orjson.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+    assert [(s["line_id"], s["actor"], s["source"]) for s in signals] == [
+        ("pbx-9", "ana", "manual")
+    ]

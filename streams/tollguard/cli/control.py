@@ -110,8 +110,9 @@ def manual_signal(
 def publish_signal(settings: Settings, signal: ControlSignal, issued_ms: int) -> dict[str, Any]:
     """Validate against the published schema, then write to control and blocks (acks=all)."""
     from kafka import KafkaProducer  # type: ignore[import-untyped]
+    from kafka.errors import AuthorizationError  # type: ignore[import-untyped]
 
-    from tollguard.kafka_security import kafka_python_config, preflight
+    from tollguard.kafka_security import describe, kafka_python_config, preflight
     from tollguard.signals.schema import validate_control_signal
 
     document = signal.to_dict(issued_ms)
@@ -129,6 +130,12 @@ def publish_signal(settings: Settings, signal: ControlSignal, issued_ms: int) ->
         ]
         for future in futures:
             future.get(timeout=30)
+    except AuthorizationError as exc:
+        raise SystemExit(
+            f"tollguard: Kafka refused the signal ({type(exc).__name__}): {describe(settings)} "
+            f"may not write to {settings.topic_control} and {settings.topic_blocks}. Manual "
+            "control is authorised by Kafka ACLs; see README, 'Manual control'."
+        ) from None
     finally:
         producer.close()
     return document
