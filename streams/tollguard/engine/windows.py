@@ -98,7 +98,7 @@ class KeyedWindow:
         counts[key] = n + 1
         ranges = self.ranges
         if n == 0 and ranges is not None:
-            r = self.range_of(key)
+            r = key[: len(key) - self.range_digits]
             ranges[r] = ranges.get(r, 0) + 1
         if times[0] <= now - span or len(times) > cap:
             self.prune(now, span, cap)

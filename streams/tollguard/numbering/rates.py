@@ -22,7 +22,7 @@ MICRO = 1_000_000
 class RateTable:
     """Per-minute rates by destination prefix, longest prefix wins."""
 
-    __slots__ = ("_default", "_lengths", "_rates")
+    __slots__ = ("_cache", "_default", "_head", "_lengths", "_rates")
 
     def __init__(self, rates: Mapping[str, float], default_per_minute: float = 0.0) -> None:
         table: dict[str, int] = {}
@@ -36,16 +36,30 @@ class RateTable:
         self._rates = table
         self._lengths = tuple(sorted({len(p) for p in table}, reverse=True))
         self._default = round(default_per_minute * MICRO)
+        # Answers by the number's first digits (as long as the longest prefix):
+        # one slice and one probe per call once a range has been seen.
+        self._head = max(self._lengths, default=0)
+        self._cache: dict[str, int] = {}
 
     def per_minute(self, e164: str) -> int:
         """Micro-units per minute for a number; the default rate if no prefix matches."""
         digits = e164[1:] if e164[:1] == "+" else e164
+        head = digits[: self._head]
+        cache = self._cache
+        found = cache.get(head)
+        if found is not None:
+            return found
+        rate = self._default
         rates = self._rates
         for n in self._lengths:
-            found = rates.get(digits[:n])
-            if found is not None:
-                return found
-        return self._default
+            hit = rates.get(head[:n])
+            if hit is not None:
+                rate = hit
+                break
+        if len(cache) >= 65_536:
+            cache.clear()
+        cache[head] = rate
+        return rate
 
     def with_overrides(self, rates: Mapping[str, float], default: float | None) -> RateTable:
         merged = {p: r / MICRO for p, r in self._rates.items()}
