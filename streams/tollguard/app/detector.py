@@ -76,7 +76,7 @@ class Detector(Service):
         self.producer = AIOKafkaProducer(
             **common,
             acks="all",
-            enable_idempotence=True,
+            enable_idempotence=s.producer_idempotence,
             linger_ms=2,
             max_batch_size=256 * 1024,
         )

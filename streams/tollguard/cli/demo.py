@@ -318,36 +318,8 @@ def demo_events(args: argparse.Namespace, state: DemoState) -> Iterator[dict[str
         yield event
 
 
-NEEDS_KAFKA = 75  # the worker cannot run on the embedded broker (see run_demo)
-
-
-def _idempotence_unsupported(log_path: Path) -> bool:
-    try:
-        return b"InitProducerId" in log_path.read_bytes()
-    except OSError:
-        return False
-
-
 def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo; fall back from the embedded broker to a local Apache Kafka node
-    when the worker's idempotent producer is refused by the embedded broker."""
-    console = Console()
-    rc = _run_demo(args, console)
-    if rc != NEEDS_KAFKA:
-        return rc
-    from tollguard.brokers.apache import tools_available
-
-    why = tools_available()
-    console.print(
-        "[yellow]The worker's idempotent producer needs InitProducerId, which the embedded "
-        "broker (Tansu) refuses, so the worker stopped.[/]"
-    )
-    if why is not None:
-        console.print(f"[red]No local Apache Kafka to fall back to: {why}[/]")
-        return 1
-    console.print("Falling back to a local Apache Kafka (KRaft) node; this takes a few seconds.")
-    args.broker = "apache"
-    return _run_demo(args, console)
+    return _run_demo(args, Console())
 
 
 def _run_demo(args: argparse.Namespace, console: Console) -> int:
@@ -403,6 +375,8 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
             TOLLGUARD_WEB_PORT=str(web_port),
             TOLLGUARD_DATA_DIR=settings.data_dir,
             TOLLGUARD_EVENT_PARTITIONS="4",
+            # Tansu has no InitProducerId, so no idempotent producer on it.
+            TOLLGUARD_PRODUCER_IDEMPOTENCE=str(args.broker != "embedded").lower(),
         )
         console.print(f"Starting `tollguard worker` (log: {log_path})...")
         with log_path.open("wb") as log:
@@ -415,8 +389,6 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
             )
         metrics_url = f"http://127.0.0.1:{web_port}/metrics"
         if not _wait_http(metrics_url, 90, worker):
-            if args.broker == "embedded" and _idempotence_unsupported(log_path):
-                return NEEDS_KAFKA
             console.print(f"[red]The worker did not come up; see {log_path}[/]")
             return 1
         _poll_worker(metrics_url, state, worker)
@@ -504,12 +476,6 @@ def _run_demo(args: argparse.Namespace, console: Console) -> int:
                 show()
                 time.sleep(0.25)
         producer.close()
-        if (
-            worker.poll() is not None
-            and args.broker == "embedded"
-            and _idempotence_unsupported(log_path)
-        ):
-            return NEEDS_KAFKA
         if replay_error:
             console.print(f"[red]Replay failed: {replay_error[0]!r}[/]")
         return summary(console, state, log_path)
