@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 import pytest
-from bench.fuzz_events import good_event, new_processor, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.fuzz_events import good_event, new_processor, run
 from tollguard.app.processor import RawRecord
 from tollguard.engine.events import REJECT_REASONS, CallEvent, EventError, EventParser
 from tollguard.numbering import DestinationTable, load_default_dial_plans
