@@ -133,6 +133,25 @@ def test_spend_release_with_duration_makes_the_cost_exact() -> None:
     assert out[1].evidence is not None and out[1].evidence.value == 6.0
 
 
+def test_spend_hovering_at_warning_raises_one_alert_per_episode() -> None:
+    """Releases correct each estimate down, the next setup pushes it up again.
+
+    The value crosses warning at every call for hours; that is one episode
+    (seen in a backtest of the seed case as hundreds of alerts on one line).
+    """
+    engine = Engine(pack(SPEND.replace("critical: 5.5", "critical: 100")))
+    events: list[CallEvent] = []
+    for i in range(55):  # one call every 11 minutes for 10 hours, 30 s each
+        ts = T0 + i * 11 * MIN
+        events.append(ev(f"{SL}{100000 + i}", ts, call_id=f"h{i}"))
+        events.append(ev(None, ts + 30_000, call_id=f"h{i}", etype="release", duration_s=30))
+    assert actions(run(engine, events)) == [("alert", "s")]
+    # Quiet for more than a window: the next crossing is a new episode.
+    later = T0 + 55 * 11 * MIN + 2 * HOUR
+    burst = [ev(f"{SL}{200000 + i}", later + i, call_id=f"n{i}") for i in range(3)]
+    assert actions(run(engine, burst)) == [("alert", "s")]
+
+
 def test_spend_uses_the_default_rate_where_no_prefix_matches() -> None:
     engine = Engine(pack(SPEND))
     # +1 212 is in the shipped rate table at 0.01; Gambia +220 is in it too (0.75)

@@ -8,10 +8,9 @@ the event time of what it is fed, plus the `now` its caller passes to
 What a rule kind measures lives in `tollguard.engine.kinds`; what happens
 when a value crosses a threshold is decided here, the same for every kind:
 
-* `warning` reached: one `alert` per line, rule and episode. A line-level
-  value (count, spend, distinct numbers/countries, concurrent) ends the
-  episode when it drops below warning again; a per-key value (repeat, range
-  walk, new destination, long call) ends it after one quiet window.
+* `warning` reached: one `alert` per line, rule and episode. An episode
+  lasts while the value keeps reaching warning and ends once it has stayed
+  below for a whole window (plus the rule's cooldown), for every kind.
 * `critical` reached: one `block` per line and episode, whichever rule gets
   there first (a blocked line is not blocked again by another rule), with the
   rule's TTL. Shadow-mode rules have their own block slot, so a shadow rule
@@ -96,7 +95,7 @@ class LineState:
         self.first_ts = first_ts
         # rule id -> that rule kind's state for this line
         self.states: dict[str, Any] = {}
-        # rule id -> event time of its open alert, or minus the time the episode ended
+        # rule id -> latest event time its value was at or above warning
         self.alerting: dict[str, int] | None = None
         self.block: OpenBlock | None = None
         self.shadow_block: OpenBlock | None = None
@@ -329,30 +328,24 @@ class Engine:
                 self._block(rule, limits, kind, st, state, event, tag, value, out)
             return
         warning = limits.warning
+        if warning is None or value < warning:
+            return
         alerting = state.alerting
-        if warning is not None and value >= warning:
-            prev = alerting.get(rule.id) if alerting is not None else None
-            if prev is not None:
-                if prev >= 0:
-                    if kind.line_level(rule) or ts < prev + rule.window_ms + rule.cooldown_ms:
-                        return  # still the same episode
-                elif ts < -prev + rule.cooldown_ms:
-                    return  # the last episode ended too recently
-            if ts < cooldown_until:
-                return
-            if alerting is None:
-                alerting = state.alerting = {}
-            alerting[rule.id] = ts
-            out.append(
-                self._signal(ALERT, WARNING, rule, limits, kind, st, state, event, tag, value)
-            )
-        elif alerting is not None and kind.line_level(rule):
-            prev = alerting.get(rule.id)
-            if prev is not None and prev >= 0:  # below warning again: the episode is over
-                if rule.cooldown_ms:
-                    alerting[rule.id] = -max(ts, 1)
-                else:
-                    del alerting[rule.id]
+        prev = alerting.get(rule.id) if alerting is not None else None
+        if prev is not None and ts < prev + rule.window_ms + rule.cooldown_ms:
+            # Still the same episode: the value was at warning less than a window
+            # ago. Remember it still is, so a value hovering at the threshold
+            # (spend corrected by releases, counts sliding in and out) cannot
+            # raise an alert per crossing.
+            if ts > prev:
+                alerting[rule.id] = ts  # type: ignore[index]
+            return
+        if ts < cooldown_until:
+            return
+        if alerting is None:
+            alerting = state.alerting = {}
+        alerting[rule.id] = ts
+        out.append(self._signal(ALERT, WARNING, rule, limits, kind, st, state, event, tag, value))
 
     def _block(
         self,
