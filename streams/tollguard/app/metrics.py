@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from tollguard.engine.events import REJECT_REASONS
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
@@ -135,3 +137,18 @@ class Metrics:
     def set_rules_version(self, version: str) -> None:
         self.rules_version.clear()
         self.rules_version.labels(version=version).set(1)
+
+    def announce_rules(self, version: str, rules: Iterable[tuple[str, str]]) -> None:
+        """Publish the pack version and a zero series per rule (id, mode) and reason.
+
+        A labelled counter only appears at its first increment, and `rate()`
+        or `increase()` cannot see that first step: a storm of blocks within
+        one scrape would be invisible to alerts without these zeros.
+        """
+        self.set_rules_version(version)
+        for rule_id, mode in rules:
+            for action, severity in (("alert", "warning"), ("block", "critical")):
+                self.signals.labels(action=action, rule=rule_id, severity=severity, mode=mode)
+            self.signals.labels(action="unblock", rule=rule_id, severity="critical", mode=mode)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason=reason)

@@ -96,7 +96,7 @@ class BatchProcessor:
         self._last_evict_scan = monotonic()
         self.pack = pack
         self.parser = self._parser(pack)
-        metrics.set_rules_version(pack.version)
+        metrics.announce_rules(pack.version, [(r.id, r.limits.mode) for r in pack.rules])
 
     def _parser(self, pack: RulePack) -> EventParser:
         plan = self.dial_plans.get(pack.dial_plan)
@@ -113,7 +113,7 @@ class BatchProcessor:
         self.pack, self.parser = pack, parser
         for engine in self.engines.values():
             engine.set_pack(pack)
-        self.metrics.set_rules_version(pack.version)
+        self.metrics.announce_rules(pack.version, [(r.id, r.limits.mode) for r in pack.rules])
 
     def engine(self, partition: int) -> Engine:
         engine = self.engines.get(partition)
