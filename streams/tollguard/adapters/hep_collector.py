@@ -69,8 +69,10 @@ class HepIngest:
         except HepError as exc:
             self._drop(exc.reason)
             return
-        except Exception:  # the collector never dies on input
-            log.exception("unexpected error on a HEP packet; dropped")
+        except Exception as exc:  # the collector never dies on input
+            # The message may quote SIP text (numbers): only its type below debug.
+            log.warning("unexpected %s on a HEP packet; dropped", type(exc).__name__)
+            log.debug("HEP packet error", exc_info=True)
             self._drop("error")
             return
         if event is None:
