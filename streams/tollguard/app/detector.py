@@ -30,7 +30,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from mode import Service
 
 from tollguard.app.metrics import Metrics
-from tollguard.app.processor import BatchProcessor, Outputs, RawRecord
+from tollguard.app.processor import BatchProcessor, Outputs, RawRecord, StateRecord
 from tollguard.config import Settings
 from tollguard.kafka_security import aiokafka_config
 from tollguard.privacy import for_log
@@ -240,9 +240,20 @@ class Detector(Service):
         if not records:
             return
         topic = self.settings.state_topic
-        pending = [
-            await producer.send(topic, r.value, key=r.key, partition=r.partition) for r in records
-        ]
+        # Whole record batches per partition: `send()` per line costs more than
+        # encoding the line (profiled at ~15 us a record).
+        by_partition: dict[int, list[StateRecord]] = {}
+        for r in records:
+            by_partition.setdefault(r.partition, []).append(r)
+        pending: list[Awaitable[Any]] = []
+        for partition, items in by_partition.items():
+            batch = producer.create_batch()
+            for r in items:
+                if batch.append(key=r.key, value=r.value, timestamp=None) is None:
+                    pending.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=r.key, value=r.value, timestamp=None)
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*pending)
         self.metrics.state_writes.inc(len(records))
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -57,21 +59,55 @@ def _registry() -> dict[str, type]:
     return found
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
+def _fields_getter(names: tuple[str, ...]) -> Callable[[Any], Any]:
+    def fetch(obj: Any) -> tuple[Any, ...]:
+        return tuple(getattr(obj, n) for n in names)
+
+    return fetch
+
+
+@cache
+def _classes() -> dict[type, tuple[str, tuple[str, ...], Callable[[Any], Any]]]:
+    info: dict[type, tuple[str, tuple[str, ...], Callable[[Any], Any]]] = {}
+    for name, cls in _registry().items():
+        slots = _slots(cls)
+        # attrgetter of one name returns the value itself, not a 1-tuple
+        fetch = attrgetter(*slots) if len(slots) > 1 else _fields_getter(slots)
+        info[cls] = (name, slots, fetch)
+    return info
+
+
 def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
+    # Checkpoints encode every changed line each second: scalars, the bulk of
+    # any window, are passed through without a call.
+    t = type(value)
+    if t in _SCALARS:
         return value
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
-    if isinstance(value, tuple):
+    if t is list:
+        return [v if type(v) in _SCALARS else _encode(v) for v in value]
+    if t is dict:
+        return {
+            "d": [
+                [k if type(k) in _SCALARS else _encode(k), v if type(v) in _SCALARS else _encode(v)]
+                for k, v in value.items()
+            ]
+        }
+    if t is tuple:
         return {"t": [_encode(v) for v in value]}
-    if isinstance(value, set | frozenset):
+    if t is set or t is frozenset:
         return {"s": [_encode(v) for v in sorted(value, key=repr)]}
-    if isinstance(value, dict):
-        return {"d": [[_encode(k), _encode(v)] for k, v in value.items()]}
-    cls = type(value)
-    if _registry().get(cls.__name__) is not cls:
-        raise SnapshotError(f"cannot persist a {cls.__module__}.{cls.__name__}")
-    return {"c": cls.__name__, "f": [_encode(getattr(value, n, None)) for n in _slots(cls)]}
+    info = _classes().get(t)
+    if info is None:
+        raise SnapshotError(f"cannot persist a {t.__module__}.{t.__name__}")
+    name, slots, fetch = info
+    try:
+        values = fetch(value)
+    except AttributeError:  # a slot never assigned
+        values = tuple(getattr(value, n, None) for n in slots)
+    return {"c": name, "f": [v if type(v) in _SCALARS else _encode(v) for v in values]}
 
 
 def _decode(value: Any) -> Any:
@@ -90,7 +126,7 @@ def _decode(value: Any) -> Any:
     if cls is None:
         raise SnapshotError(f"unknown state class {name!r}")
     obj: Any = object.__new__(cls)
-    names = _slots(cls)
+    names = _classes()[cls][1]
     fields = value.get("f", [])
     if len(fields) != len(names):
         raise SnapshotError(f"{name} has {len(names)} fields, the record {len(fields)}")
