@@ -94,7 +94,9 @@ class LineState:
         self.max_ts = 0
         self.first_ts = first_ts
         # rule id -> that rule kind's state for this line
-        self.states: dict[str, Any] = {}
+        # rule id -> that kind's state; None until a rule first needs one (most
+        # lines only ever make domestic calls that no rule keeps state for).
+        self.states: dict[str, Any] | None = None
         # rule id -> latest event time its value was at or above warning
         self.alerting: dict[str, int] | None = None
         self.block: OpenBlock | None = None
@@ -106,7 +108,7 @@ class LineState:
 
     @property
     def windows(self) -> dict[str, Any]:
-        return self.states
+        return self.states or {}
 
 
 @dataclass(slots=True)
@@ -158,8 +160,10 @@ class Engine:
         old = {r.id: _state_key(r) for r in self.pack.rules}
         kept = {r.id for r in pack.rules if old.get(r.id) == _state_key(r)}
         for state in self.lines.values():
-            for rule_id in [r for r in state.states if r not in kept]:
-                del state.states[rule_id]
+            states = state.states
+            if states:
+                for rule_id in [r for r in states if r not in kept]:
+                    del states[rule_id]
             if state.alerting:
                 for rule_id in [r for r in state.alerting if r not in kept]:
                     del state.alerting[rule_id]
@@ -227,7 +231,7 @@ class Engine:
         states = state.states
         for rule in rules:
             if by_id:
-                if rule.id not in states:
+                if states is None or rule.id not in states:
                     continue
             elif rule.simple:
                 if event.e164 is None and rule.match.international_only:
@@ -239,6 +243,8 @@ class Engine:
                 continue
             matched = True
             kind = rule.impl
+            if states is None:
+                states = state.states = {}
             st = states.get(rule.id)
             if st is None:
                 st = states[rule.id] = kind.new_state(rule)
@@ -287,7 +293,7 @@ class Engine:
             rule = next((r for r in self.pack.rules if r.id == rule_id), None)
             if state is None or rule is None or rule.kind != LONG_CALL:
                 continue
-            live: Any = state.states.get(rule_id)
+            live: Any = state.states.get(rule_id) if state.states else None
             answered = live.calls.get(call_id) if live is not None else None
             if answered is None:
                 continue
@@ -496,7 +502,7 @@ class Engine:
                 entry = (block.expires_at, line_id, block.signal.signal_id)
                 heapq.heappush(self._expiries, entry)
         for rule in self.pack.rules:
-            live = state.states.get(rule.id) if rule.kind == LONG_CALL else None
+            live = state.states.get(rule.id) if rule.kind == LONG_CALL and state.states else None
             if live is not None:
                 limits = rule.limits_for(line_id, state.tenant)
                 for call_id, answered in live.calls.items():
