@@ -40,7 +40,7 @@ def records(n_lines: int = 30, attack_calls: int = 120) -> list[RawRecord]:
     return out
 
 
-def decisions(proc: BatchProcessor, recs: list[RawRecord]) -> list[tuple[str, str, str]]:
+def decisions(proc: BatchProcessor, recs: list[RawRecord]) -> list[tuple[str, ...]]:
     out = []
     for i in range(0, len(recs), 97):
         batch = proc.process(recs[i : i + 97], 0)
@@ -49,9 +49,21 @@ def decisions(proc: BatchProcessor, recs: list[RawRecord]) -> list[tuple[str, st
     return out
 
 
-def changelog_after(proc: BatchProcessor, log: dict[int, list[StateRecord]]) -> None:
-    for r in proc.checkpoint():
+def crash_and_resume(recs: list[RawRecord], cut: int, replay_from: int) -> list[tuple[str, ...]]:
+    """Decisions of a worker that checkpoints at `cut` and dies, then of its successor.
+
+    The successor restores from the changelog and re-reads from `replay_from`
+    (an older committed offset); events its restored lines hold are skipped.
+    """
+    first = processor()
+    before = decisions(first, recs[:cut])
+    log: dict[int, list[StateRecord]] = {}
+    for r in first.checkpoint():
         log.setdefault(r.partition, []).append(r)
+    second = processor()
+    for p, entries in log.items():
+        second.restore(p, [(r.key, r.value) for r in entries])
+    return before + decisions(second, recs[replay_from:])
 
 
 def test_restored_processor_continues_exactly_where_the_old_one_stopped() -> None:
@@ -60,18 +72,7 @@ def test_restored_processor_continues_exactly_where_the_old_one_stopped() -> Non
     assert any(a == "block" for _, a, _ in reference)
 
     cut = len(recs) * 2 // 5
-    first = processor()
-    log: dict[int, list[StateRecord]] = {}
-    before = decisions(first, recs[:cut])
-    changelog_after(first, log)
-    # A crash after the checkpoint: the new owner restores, then re-reads from an
-    # older committed offset; events its restored lines already hold are skipped.
-    second = processor()
-    for p, entries in log.items():
-        second.restore(p, [(r.key, r.value) for r in entries])
-    replay_from = cut - 150
-    after = decisions(second, recs[replay_from:])
-    assert before + after == reference
+    assert crash_and_resume(recs, cut, cut - 150) == reference
 
 
 def test_evicted_lines_become_tombstones() -> None:
@@ -102,12 +103,4 @@ def test_random_cut_points_agree_with_the_reference() -> None:
     rng = random.Random(3)
     for _ in range(4):
         cut = rng.randrange(100, len(recs) - 100)
-        first = processor()
-        log: dict[int, list[StateRecord]] = {}
-        before = decisions(first, recs[:cut])
-        changelog_after(first, log)
-        second = processor()
-        for p, entries in log.items():
-            second.restore(p, [(r.key, r.value) for r in entries])
-        after = decisions(second, recs[cut - rng.randrange(0, 100) :])
-        assert before + after == reference
+        assert crash_and_resume(recs, cut, cut - rng.randrange(0, 100)) == reference

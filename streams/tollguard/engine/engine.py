@@ -338,13 +338,17 @@ class Engine:
             return
         alerting = state.alerting
         prev = alerting.get(rule.id) if alerting is not None else None
-        if prev is not None and ts < prev + rule.window_ms + rule.cooldown_ms:
+        if (
+            alerting is not None
+            and prev is not None
+            and ts < prev + rule.window_ms + rule.cooldown_ms
+        ):
             # Still the same episode: the value was at warning less than a window
             # ago. Remember it still is, so a value hovering at the threshold
             # (spend corrected by releases, counts sliding in and out) cannot
             # raise an alert per crossing.
             if ts > prev:
-                alerting[rule.id] = ts  # type: ignore[index]
+                alerting[rule.id] = ts
             return
         if ts < cooldown_until:
             return
