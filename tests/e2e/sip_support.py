@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.support import settings_env
+from tollguard.brokers._process import stop_group
 from tollguard.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,14 +106,8 @@ class Proc:
             ) from None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(15)
+        if self.proc is not None:
+            stop_group(self.proc, timeout=15)
 
     def tail(self, lines: int = 40) -> str:
         try:

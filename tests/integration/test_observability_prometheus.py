@@ -36,7 +36,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -50,7 +49,7 @@ import pytest
 import yaml
 
 from tests.e2e.support import WorkerProcess, events_as_records, isolated_settings, produce
-from tollguard.brokers._process import free_port
+from tollguard.brokers._process import free_port, stop_group
 from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, background, merge
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -163,13 +162,8 @@ class Prometheus:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc)
 
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])

@@ -31,7 +31,12 @@ from tollguard.config import Settings
 from tollguard.kafka_security import kafka_python_config, preflight
 from tollguard.signals.schema import validate_control_signal
 from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, background, merge
-from tollguard.testing.worker_process import WorkerProcess, isolated_settings, settings_env
+from tollguard.testing.worker_process import (
+    WorkerProcess,
+    isolated_settings,
+    produce,
+    settings_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -191,18 +196,9 @@ def _secure_settings(sb: SecureBroker, tmp_path: Path, **over: Any) -> Settings:
 
 
 def _produce(settings: Settings, topic: str, items: Iterable[tuple[bytes, bytes]]) -> int:
-    from kafka import KafkaProducer  # type: ignore[import-untyped]
-
-    producer = KafkaProducer(**kafka_python_config(settings), acks="all", linger_ms=5)
-    n = 0
-    try:
-        for key, value in items:
-            producer.send(topic, key=key, value=value)
-            n += 1
-        producer.flush(30)
-    finally:
-        producer.close()
-    return n
+    config = kafka_python_config(settings)
+    del config["bootstrap_servers"]
+    return produce(settings.bootstrap, topic, items, **config)
 
 
 def _read_until_block(settings: Settings, timeout: float = 90) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ exactly as an operator would: a separate process configured by environment.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[i
 from prometheus_client.parser import text_string_to_metric_families
 
 from tollguard.app.topics import ensure_tollguard_topics
-from tollguard.brokers._process import free_port
+from tollguard.brokers._process import free_port, kill_group, stop_group, tail
 from tollguard.config import Settings, load_settings
 
 
@@ -105,29 +104,23 @@ class WorkerProcess:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return tail(self.log_path, lines)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(30)
+    def kill(self) -> None:
+        """SIGKILL, no shutdown hooks: a crash, not a stop."""
+        if self.proc is not None:
+            kill_group(self.proc)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc)
 
 
-def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+def produce(
+    bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]], **config: Any
+) -> int:
+    """Produce and flush; `config` adds client settings (e.g. TLS/SASL)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **config)
     n = 0
     try:
         for key, value in items:
