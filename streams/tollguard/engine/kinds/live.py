@@ -49,3 +49,8 @@ class LiveCalls:
 
     def __len__(self) -> int:
         return len(self.calls)
+
+    def evidence(self) -> tuple[int, int, dict[str, int]]:
+        """First and last answer time of the calls still up (kinds' `evidence`)."""
+        times = self.calls.values()
+        return (min(times), max(times), {}) if times else (0, 0, {})

@@ -53,8 +53,7 @@ class LongCallKind(Kind):
 
     def evidence(self, rule: Any, st: Any) -> tuple[int, int, dict[str, int]]:
         live: LiveCalls = st
-        times = live.calls.values()
-        return (min(times), max(times), {}) if times else (0, 0, {})
+        return live.evidence()
 
     def reason(
         self, rule: Any, value: float, threshold: float, span: str, places: str, event: CallEvent
