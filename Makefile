@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check evaluate
+.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check evaluate sip-tools
 
 $(STAMP): pyproject.toml
 	@echo "tollguard: creating $(VENV) and installing dependencies (first run only)..."
@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 # Lint, then every test: unit, integration and end-to-end against a real
 # Apache Kafka broker that the suite starts itself.
-test: lint kafka-jars ops-check
+test: lint kafka-jars ops-check sip-tools
 	$(PY) -m pytest
 
 # Container and deployment checks with the real tools (hadolint, helm lint,
@@ -35,6 +35,10 @@ test: lint kafka-jars ops-check
 # built or installed once into .cache/ (Go module proxy, PyPI, Debian).
 ops-tools:
 	scripts/install_ops_tools.sh
+
+# Kamailio and sipp from Debian, for the closed-loop end-to-end test.
+sip-tools:
+	bash scripts/install_sip_tools.sh
 
 ops-check: ops-tools
 	scripts/ops/check.sh
