@@ -67,11 +67,13 @@ def test_expiry_unblocks_then_a_new_attack_is_blocked_again() -> None:
     engine = Engine(pack(INTL))
     first = feed(engine, attack(10))
     block = next(s for s in first if s.action == "block")
+    assert engine.active_blocks() == 1
     assert engine.expire(block.expires_at - 1) == []
     unblocks = engine.expire(block.expires_at)
     assert len(unblocks) == 1
     unblock = unblocks[0]
     assert (unblock.action, unblock.source, unblock.line_id) == ("unblock", "expiry", "line-1")
+    assert engine.active_blocks() == 0
     assert engine.expire(block.expires_at + 10 * MIN) == []
     # The window drained during the hour, so a new attack is a new episode.
     later = feed(engine, attack(10, start=block.expires_at + 1))

@@ -8,8 +8,7 @@ see app/detector.py for why events bypass Faust's per-message streams.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
+from pathlib import Path
 
 import faust
 from faust.web import Request, Response, View
@@ -27,10 +26,6 @@ from tollguard.rulepacks import load_pack
 log = logging.getLogger("tollguard.worker")
 # aiohttp wants the charset apart from the content type.
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -81,10 +76,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     return app
 
 
-def _rules_path(rules: str) -> Any:
-    from pathlib import Path
-
+def _rules_path(rules: str) -> Path:
+    """TOLLGUARD_RULES names a pack file, or a directory holding default.yaml."""
     path = Path(rules)
-    if path.is_dir():
-        path = path / "default.yaml"
-    return path
+    return path / "default.yaml" if path.is_dir() else path

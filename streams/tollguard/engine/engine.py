@@ -149,6 +149,8 @@ class Engine:
     _dests: dict[str, Destination] = field(default_factory=dict)
     _tags: dict[str, str] = field(default_factory=dict)
     _dedup: RecentIds = field(init=False)
+    # Lines with an enforced block, so the gauge costs nothing per line.
+    _blocked: set[str] = field(default_factory=set)
     # Names destinations in reasons when the engine has not seen them itself.
     destinations: DestinationTable | None = None
 
@@ -375,6 +377,7 @@ class Engine:
             state.shadow_block = block
         else:
             state.block = block
+            self._blocked.add(event.line_id)
         if block.expires_at is not None:
             heapq.heappush(self._expiries, (block.expires_at, event.line_id, signal.signal_id))
         out.append(signal)
@@ -472,6 +475,7 @@ class Engine:
                     state.shadow_cooldown_until = expires_at + block.cooldown_ms
                 else:
                     state.block = None
+                    self._blocked.discard(line_id)
                     state.cooldown_until = expires_at + block.cooldown_ms
                 out.append(self._unblock(block.signal, expires_at))
         return out
@@ -494,11 +498,13 @@ class Engine:
         )
 
     def active_blocks(self) -> int:
-        return sum(1 for s in self.lines.values() if s.block is not None)
+        return len(self._blocked)
 
     def adopt(self, line_id: str, state: LineState) -> None:
         """Take over a line's state restored from the changelog, with its timers."""
         self.lines[line_id] = state
+        if state.block is not None:
+            self._blocked.add(line_id)
         if state.max_ts > self.max_ts:
             self.max_ts = state.max_ts
         for block in (state.block, state.shadow_block):
