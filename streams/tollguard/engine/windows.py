@@ -13,6 +13,24 @@ from __future__ import annotations
 from bisect import bisect_right
 
 
+def _position(times: list[int], ts: int) -> int:
+    """Where `ts` goes to keep `times` sorted (the end, unless the call is late)."""
+    return len(times) if not times or ts >= times[-1] else bisect_right(times, ts)
+
+
+def _expired(times: list[int], now: int, span: int, cap: int) -> int:
+    """How many of the oldest entries have left the window or exceed the cap."""
+    cut = bisect_right(times, now - span) if times and times[0] <= now - span else 0
+    return max(cut, len(times) - cap)
+
+
+def _count_tags(tags: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for tag in tags:
+        counts[tag] = counts.get(tag, 0) + 1
+    return counts
+
+
 class SlidingWindow:
     """Times (ms) and one tag each (e.g. the destination) of recent matching calls.
 
@@ -28,24 +46,16 @@ class SlidingWindow:
     def add(self, ts: int, tag: str, now: int, span: int, cap: int) -> int:
         """Record one call and return the count in the window ending at `now`."""
         times = self.times
-        if not times or ts >= times[-1]:
-            times.append(ts)
-            self.tags.append(tag)
-        else:
-            # A late call: keep times sorted so pruning stays a prefix cut.
-            pos = bisect_right(times, ts)
-            times.insert(pos, ts)
-            self.tags.insert(pos, tag)
+        pos = _position(times, ts)
+        times.insert(pos, ts)
+        self.tags.insert(pos, tag)
         if times[0] > now - span and len(times) <= cap:
             return len(times)  # nothing to forget: the common case
         return self.prune(now, span, cap)
 
     def prune(self, now: int, span: int, cap: int) -> int:
         times = self.times
-        cut = bisect_right(times, now - span) if times and times[0] <= now - span else 0
-        excess = len(times) - cut - cap
-        if excess > 0:
-            cut += excess
+        cut = _expired(times, now, span, cap)
         if cut:
             del times[:cut]
             del self.tags[:cut]
@@ -55,10 +65,7 @@ class SlidingWindow:
         return len(self.times)
 
     def tag_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for tag in self.tags:
-            counts[tag] = counts.get(tag, 0) + 1
-        return counts
+        return _count_tags(self.tags)
 
 
 class KeyedWindow:
@@ -86,13 +93,9 @@ class KeyedWindow:
 
     def add(self, ts: int, key: str, now: int, span: int, cap: int) -> None:
         times = self.times
-        if not times or ts >= times[-1]:
-            times.append(ts)
-            self.keys.append(key)
-        else:
-            pos = bisect_right(times, ts)
-            times.insert(pos, ts)
-            self.keys.insert(pos, key)
+        pos = _position(times, ts)
+        times.insert(pos, ts)
+        self.keys.insert(pos, key)
         counts = self.counts
         n = counts.get(key, 0)
         counts[key] = n + 1
@@ -105,10 +108,7 @@ class KeyedWindow:
 
     def prune(self, now: int, span: int, cap: int) -> None:
         times = self.times
-        cut = bisect_right(times, now - span) if times and times[0] <= now - span else 0
-        excess = len(times) - cut - cap
-        if excess > 0:
-            cut += excess
+        cut = _expired(times, now, span, cap)
         if not cut:
             return
         counts = self.counts
@@ -154,7 +154,7 @@ class SumWindow:
         self, ts: int, amount: int, call_id: str, tag: str, now: int, span: int, cap: int
     ) -> int:
         times = self.times
-        pos = len(times) if not times or ts >= times[-1] else bisect_right(times, ts)
+        pos = _position(times, ts)
         times.insert(pos, ts)
         self.amounts.insert(pos, amount)
         self.ids.insert(pos, call_id)
@@ -177,10 +177,7 @@ class SumWindow:
 
     def prune(self, now: int, span: int, cap: int) -> int:
         times = self.times
-        cut = bisect_right(times, now - span) if times and times[0] <= now - span else 0
-        excess = len(times) - cut - cap
-        if excess > 0:
-            cut += excess
+        cut = _expired(times, now, span, cap)
         if cut:
             self.total -= sum(self.amounts[:cut])
             del times[:cut]
@@ -193,7 +190,4 @@ class SumWindow:
         return len(self.times)
 
     def tag_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for tag in self.tags:
-            counts[tag] = counts.get(tag, 0) + 1
-        return counts
+        return _count_tags(self.tags)
