@@ -12,11 +12,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from kafka.partitioner.default import murmur2  # type: ignore[import-untyped]
 
-from tests.e2e.support import WorkerProcess, isolated_settings, produce, read_until
+from tests.e2e.support import (
+    WorkerProcess,
+    events_as_records,
+    isolated_settings,
+    produce,
+    read_until,
+)
 from tollguard.brokers.apache import ApacheKafkaBroker, tools_available
 from tollguard.config import Settings
 
@@ -44,30 +49,29 @@ def _ms(text: str) -> int:
 
 def attack_calls(line: str, start: int, first: int, last: int) -> list[tuple[bytes, bytes]]:
     """Attack calls number `first`..`last` (1-based), one every 20 s of event time."""
-    out = []
-    for n in range(first, last + 1):
-        event = {
+    events = (
+        {
             "call_id": f"{line}-atk-{n}",
             "ts": start + n * 20_000,
             "line_id": line,
             "callee": f"01023276{100000 + n}",
         }
-        out.append((line.encode(), orjson.dumps(event)))
-    return out
+        for n in range(first, last + 1)
+    )
+    return list(events_as_records(events))
 
 
 def background_calls(start: int, n: int, tag: str) -> list[tuple[bytes, bytes]]:
-    out = []
-    for i in range(n):
-        line = f"home-{i % 25}"
-        event = {
+    events = (
+        {
             "call_id": f"bg-{tag}-{i}",
             "ts": start + i * 1000,
-            "line_id": line,
+            "line_id": f"home-{i % 25}",
             "callee": f"03{10000000 + i}",
         }
-        out.append((line.encode(), orjson.dumps(event)))
-    return out
+        for i in range(n)
+    )
+    return list(events_as_records(events))
 
 
 def settings_for(bootstrap: str, tmp_path: Path) -> Settings:
