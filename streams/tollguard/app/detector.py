@@ -34,6 +34,7 @@ from tollguard.app.processor import BatchProcessor, Outputs, RawRecord, StateRec
 from tollguard.config import Settings
 from tollguard.kafka_security import aiokafka_config
 from tollguard.privacy import for_log
+from tollguard.signals.model import ControlSignal
 
 log = logging.getLogger("tollguard.detector")
 
@@ -64,8 +65,6 @@ class Detector(Service):
         self.metrics = metrics
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        # Next offset to commit per partition: everything before it is fully handled.
-        self._positions: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
         self._lock = asyncio.Lock()
         self._owned: set[int] = set()
@@ -108,8 +107,6 @@ class Detector(Service):
         async with self._lock:
             await self._commit(force=True)
             self.processor.drop_partitions(tp.partition for tp in revoked)
-            for tp in revoked:
-                self._positions.pop(tp, None)
             self._owned.difference_update(tp.partition for tp in revoked)
         self.metrics.assigned_partitions.set(len(self._owned))
 
@@ -181,30 +178,20 @@ class Detector(Service):
         consumed = time.monotonic()
         records: list[RawRecord] = []
         owned = self._owned
-        for tp, batch in list(fetched.items()):
+        for tp, batch in fetched.items():
             topic, partition = tp.topic, tp.partition
             if partition not in owned:
                 # Fetched before a rebalance took the partition away: its new
                 # owner reads these again from the committed offset.
-                del fetched[tp]
                 continue
             records.extend(RawRecord(topic, partition, r.offset, r.key, r.value) for r in batch)
         out = self.processor.process(records, int(time.time() * 1000))
         await self.publish(out)
         if out.signals:
             latency = time.monotonic() - consumed
-            for signal in out.signals:
+            for _ in out.signals:
                 self.metrics.decision_latency.observe(latency)
-                log.info(
-                    "signal %s %s line=%s rule=%s: %s",
-                    signal.action,
-                    signal.severity,
-                    signal.line_id,
-                    signal.rule_id,
-                    for_log(log, signal.reason),  # numbers masked below DEBUG
-                )
-        for tp, batch in fetched.items():
-            self._positions[tp] = batch[-1].offset + 1
+            _log_signals(out.signals)
 
     async def publish(self, out: Outputs) -> None:
         """Send everything `out` holds and wait until the broker has all of it."""
@@ -227,10 +214,7 @@ class Detector(Service):
         async with self._lock:
             out = self.processor.expire(int(time.time() * 1000))
             await self.publish(out)
-        for signal in out.signals:
-            log.info(
-                "signal %s line=%s: %s", signal.action, signal.line_id, for_log(log, signal.reason)
-            )
+        _log_signals(out.signals)
 
     async def _checkpoint(self) -> None:
         """Write every changed line's state; returns once the broker has all of it."""
@@ -259,14 +243,30 @@ class Detector(Service):
 
     async def _commit(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not self._positions or self.consumer is None:
+        positions = self.processor.positions
+        if not positions or self.consumer is None:
             return
         if not force and now - self._last_commit < self.settings.commit_interval_s:
             return
         await self._checkpoint()
-        offsets = dict(self._positions)
+        # The processor's next offset per partition: every batch before it has
+        # been published (this runs under the lock, between batches).
+        topic = self.settings.topic_events
+        offsets = {TopicPartition(topic, p): o for p, o in positions.items()}
         try:
             await self.consumer.commit(offsets)
         except Exception as exc:  # a rebalance in flight: the next owner re-reads
             log.warning("offset commit failed (%s); uncommitted events will be re-read", exc)
         self._last_commit = now
+
+
+def _log_signals(signals: list[ControlSignal]) -> None:
+    for signal in signals:
+        log.info(
+            "signal %s %s line=%s rule=%s: %s",
+            signal.action,
+            signal.severity,
+            signal.line_id,
+            signal.rule_id,
+            for_log(log, signal.reason),  # numbers masked below DEBUG
+        )
