@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tollguard.config import load_settings
+from tollguard.config import Settings, load_settings
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -125,23 +125,24 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _adapter_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """Settings, logging and a credentials check shared by the long-running adapters."""
+    import logging
+
+    from tollguard.kafka_security import preflight
+
+    settings = load_settings(args.config, broker=args.broker, web_port=args.web_port, **overrides)
+    logging.basicConfig(level=settings.log_level.upper())
+    preflight(settings, 5.0, security_only=True)  # wrong credentials: stop, say why
+    return settings
+
+
 def _ingest_hep(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from tollguard.adapters.hep_collector import run_collector
 
-    settings = load_settings(
-        args.config,
-        broker=args.broker,
-        hep_listen=args.listen,
-        hep_line_source=args.line_source,
-        web_port=args.web_port,
-    )
-    logging.basicConfig(level=settings.log_level.upper())
-    from tollguard.kafka_security import preflight
-
-    preflight(settings, 5.0, security_only=True)  # wrong credentials: stop, say why
+    settings = _adapter_settings(args, hep_listen=args.listen, hep_line_source=args.line_source)
     asyncio.run(
         run_collector(settings, settings.hep_listen, settings.hep_line_source, settings.web_port)
     )
@@ -149,21 +150,9 @@ def _ingest_hep(args: argparse.Namespace) -> int:
 
 
 def _enforce_kamailio(args: argparse.Namespace) -> int:
-    import logging
-
     from tollguard.adapters.kamailio import run_enforcer
 
-    settings = load_settings(
-        args.config,
-        broker=args.broker,
-        kamailio_rpc_url=args.rpc_url,
-        kamailio_htable=args.htable,
-        web_port=args.web_port,
-    )
-    logging.basicConfig(level=settings.log_level.upper())
-    from tollguard.kafka_security import preflight
-
-    preflight(settings, 5.0, security_only=True)  # wrong credentials: stop, say why
+    settings = _adapter_settings(args, kamailio_rpc_url=args.rpc_url, kamailio_htable=args.htable)
     return run_enforcer(
         settings, settings.kamailio_rpc_url, settings.kamailio_htable, settings.web_port
     )
