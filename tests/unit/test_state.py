@@ -104,3 +104,38 @@ def test_random_cut_points_agree_with_the_reference() -> None:
     for _ in range(4):
         cut = rng.randrange(100, len(recs) - 100)
         assert crash_and_resume(recs, cut, cut - rng.randrange(0, 100)) == reference
+
+
+def test_format_1_records_from_an_older_worker_are_still_read() -> None:
+    block_free = {
+        "c": "LineState",
+        # format 1: every field on LineState, in slot order
+        "f": [None, None, 0, T0, None, T0 + 5, None, None, 0, {"d": []}, "tenant-1"],
+    }
+    state, offset = decode_line(orjson.dumps({"v": 1, "o": 42, "s": block_free}))
+    assert (state.first_ts, state.max_ts, state.tenant, state.rules, offset) == (
+        T0,
+        T0 + 5,
+        "tenant-1",
+        None,
+        42,
+    )
+    alerting = {**block_free, "f": [{"d": [["r", T0]]}, *block_free["f"][1:]]}
+    state, _ = decode_line(orjson.dumps({"v": 1, "o": 1, "s": alerting}))
+    assert state.rules.alerting == {"r": T0} and state.rules.states == {}
+
+
+def test_only_events_that_change_durable_state_mark_the_line() -> None:
+    proc = processor()
+
+    def dirty_after(**fields: object) -> set[str]:
+        e = {"call_id": f"c{len(seen)}", "line_id": "line-1", "callee": "0312345678", **fields}
+        seen.append(e)
+        proc.process([RawRecord("calls.events", 0, len(seen), b"k", orjson.dumps(e))], T0)
+        return {r.key.decode() for r in proc.checkpoint()}
+
+    seen: list[dict[str, object]] = []
+    assert dirty_after(ts=T0) == {"line-1"}  # a new line
+    assert dirty_after(ts=T0 + 1_000) == set()  # domestic, same last-seen granule
+    assert dirty_after(ts=T0 + 2_000, callee="01023276123456") == {"line-1"}  # a rule saw it
+    assert dirty_after(ts=T0 + 3_600_000) == {"line-1"}  # last-seen moved a granule on

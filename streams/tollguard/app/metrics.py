@@ -43,6 +43,26 @@ class BulkHistogram(Collector):
             total += v
         self.sum += total
 
+    def observe_lags(self, now_ms: int, event_times: list[int]) -> None:
+        """Observe `now_ms - t` in seconds for each event time, at C speed.
+
+        One sort and a bisect per bucket instead of a Python step per event:
+        the detector observes every event's lag.
+        """
+        if not event_times:
+            return
+        times = sorted(event_times)
+        n = len(times)
+        counts = self.counts
+        # lag <= bound  <=>  t >= now - bound; walk bounds from the largest lag down
+        above = 0  # events with a lag above the previous (larger) bound
+        for i in range(len(self.bounds) - 1, -1, -1):
+            upto = n - bisect_left(times, now_ms - self.bounds[i] * 1000)
+            counts[i + 1] += n - upto - above
+            above = n - upto
+        counts[0] += n - above
+        self.sum += (now_ms * n - sum(times)) / 1000
+
     def collect(self) -> Iterator[HistogramMetricFamily]:
         cumulative: list[tuple[str, float]] = []
         running = 0

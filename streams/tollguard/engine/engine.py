@@ -52,6 +52,11 @@ SAMPLE_CALLEES = 5
 # concurrent, long_call) find it by call id in their own state.
 MAX_LEGS = 256
 LEG_MAX_AGE_MS = 300_000
+# A line's last-seen time is written to the changelog when it moves into a new
+# granule (or with any other change), not on every event: after a restore it
+# may be this much behind, so an idle line can be forgotten this much early
+# (out of TOLLGUARD_IDLE_EVICT_S, 14 days by default). Nothing else reads it.
+LAST_SEEN_GRANULE_MS = 600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,36 +72,27 @@ class OpenBlock:
     cooldown_ms: int = 0
 
 
-class LineState:
-    """Everything the engine remembers about one line.
+class LineRules:
+    """What rules remember about a line: only lines that a rule has seen have one.
 
-    Plain slotted data (ints, strs, lists, dicts of those and of the kinds'
-    slotted window objects): no closures, so it can be serialised. Optional
-    parts stay None until a line needs them.
+    Most lines only ever make calls that no rule keeps state for, so everything
+    here stays off `LineState`: a line with no rule state costs one small object.
     """
 
     __slots__ = (
         "alerting",
         "block",
         "cooldown_until",
-        "first_ts",
         "legs",
-        "max_ts",
         "recent",
         "shadow_block",
         "shadow_cooldown_until",
         "states",
-        "tenant",
     )
 
-    def __init__(self, tenant: str | None, first_ts: int = 0) -> None:
-        self.tenant = tenant
-        self.max_ts = 0
-        self.first_ts = first_ts
+    def __init__(self) -> None:
         # rule id -> that rule kind's state for this line
-        # rule id -> that kind's state; None until a rule first needs one (most
-        # lines only ever make domestic calls that no rule keeps state for).
-        self.states: dict[str, Any] | None = None
+        self.states: dict[str, Any] = {}
         # rule id -> latest event time its value was at or above warning
         self.alerting: dict[str, int] | None = None
         self.block: OpenBlock | None = None
@@ -106,9 +102,33 @@ class LineState:
         self.recent: list[str] | None = None
         self.legs: dict[str, CallEvent] | None = None
 
+
+class LineState:
+    """Everything the engine remembers about one line.
+
+    Plain slotted data (ints, strs, lists, dicts of those and of the kinds'
+    slotted window objects): no closures, so it can be serialised.
+    """
+
+    __slots__ = ("first_ts", "max_ts", "rules", "tenant")
+
+    def __init__(self, tenant: str | None, first_ts: int = 0) -> None:
+        self.tenant = tenant
+        self.max_ts = first_ts
+        self.first_ts = first_ts
+        self.rules: LineRules | None = None
+
     @property
-    def windows(self) -> dict[str, Any]:
-        return self.states or {}
+    def states(self) -> dict[str, Any]:
+        return self.rules.states if self.rules is not None else {}
+
+    @property
+    def legs(self) -> dict[str, CallEvent] | None:
+        return self.rules.legs if self.rules is not None else None
+
+    @property
+    def block(self) -> OpenBlock | None:
+        return self.rules.block if self.rules is not None else None
 
 
 @dataclass(slots=True)
@@ -143,11 +163,15 @@ class Engine:
     lines: dict[str, LineState] = field(default_factory=dict)
     stats: EngineStats = field(default_factory=EngineStats)
     max_ts: int = 0
+    # Lines whose durable state changed since the caller last took this set.
+    dirty: set[str] = field(default_factory=set)
     _expiries: list[tuple[int, str, str]] = field(default_factory=list)
     # long-call checks: (due event time, line id, rule id, call id)
     _due: list[tuple[int, str, str, str]] = field(default_factory=list)
     _dests: dict[str, Destination] = field(default_factory=dict)
     _tags: dict[str, str] = field(default_factory=dict)
+    # One string object per tenant name, however many lines and events carry it.
+    _tenants: dict[str, str] = field(default_factory=dict)
     _dedup: RecentIds = field(init=False)
     # Lines with an enforced block, so the gauge costs nothing per line.
     _blocked: set[str] = field(default_factory=set)
@@ -161,26 +185,38 @@ class Engine:
         """Swap rules in place; rules that keep their id and kind keep their state."""
         old = {r.id: _state_key(r) for r in self.pack.rules}
         kept = {r.id for r in pack.rules if old.get(r.id) == _state_key(r)}
-        for state in self.lines.values():
-            states = state.states
-            if states:
-                for rule_id in [r for r in states if r not in kept]:
-                    del states[rule_id]
-            if state.alerting:
-                for rule_id in [r for r in state.alerting if r not in kept]:
-                    del state.alerting[rule_id]
+        for line_id, state in self.lines.items():
+            rules = state.rules
+            if rules is None:
+                continue
+            states = rules.states
+            for rule_id in [r for r in states if r not in kept]:
+                del states[rule_id]
+                self.dirty.add(line_id)
+            if rules.alerting:
+                for rule_id in [r for r in rules.alerting if r not in kept]:
+                    del rules.alerting[rule_id]
         self.pack = pack
 
     def process(self, event: CallEvent, out: list[ControlSignal]) -> str | None:
         """Feed one event; append any signals to `out`.
 
-        Returns a rejection reason ("late") or "duplicate", else None.
+        Returns a rejection reason ("late") or "duplicate", else None. Marks the
+        line dirty when what a checkpoint would write changed: always when a
+        rule saw the event, but for the line's last-seen time only once per
+        LAST_SEEN_GRANULE_MS, so the common event no rule keeps state for
+        costs no changelog write.
         """
         ts = event.ts_ms
-        state = self.lines.get(event.line_id)
+        line_id = event.line_id
+        state = self.lines.get(line_id)
         if state is None:
-            state = self.lines[event.line_id] = LineState(event.tenant, ts)
-        if ts < state.max_ts - self.config.lateness_ms:
+            tenant = event.tenant
+            if tenant is not None:
+                tenant = self._tenants.setdefault(tenant, tenant)
+            state = self.lines[line_id] = LineState(tenant, ts)
+            self.dirty.add(line_id)
+        elif ts < state.max_ts - self.config.lateness_ms:
             self.stats.late += 1
             return "late"
         if not self._dedup.add(event.call_id, event.type, ts):
@@ -188,22 +224,32 @@ class Engine:
             return "duplicate"
         self.stats.processed += 1
         if ts > state.max_ts:
+            if ts // LAST_SEEN_GRANULE_MS != state.max_ts // LAST_SEEN_GRANULE_MS:
+                self.dirty.add(line_id)
             state.max_ts = ts
             if ts > self.max_ts:
                 self.max_ts = ts
-        if ts < state.first_ts:
+        elif ts < state.first_ts:
             state.first_ts = ts
-        if event.tenant is not None:
-            state.tenant = event.tenant
+            self.dirty.add(line_id)
+        elif ts > self.max_ts:  # a new line's first event
+            self.max_ts = ts
+        tenant = event.tenant
+        if tenant is not None and tenant != state.tenant:
+            state.tenant = self._tenants.setdefault(tenant, tenant)
+            self.dirty.add(line_id)
         pack = self.pack
         etype = event.type
+        line_rules = state.rules
         if etype == SETUP:
             if event.e164 is not None and (
                 pack.needs_domestic_legs or (event.international and pack.needs_call_legs)
             ):
-                legs = state.legs
+                if line_rules is None:
+                    line_rules = state.rules = LineRules()
+                legs = line_rules.legs
                 if legs is None:
-                    legs = state.legs = {}
+                    legs = line_rules.legs = {}
                 legs[event.call_id] = event
                 oldest_ok = event.ts_ms - LEG_MAX_AGE_MS
                 while legs:
@@ -211,16 +257,23 @@ class Engine:
                     if len(legs) <= MAX_LEGS and first.ts_ms >= oldest_ok:
                         break
                     del legs[first.call_id]
-        elif state.legs is not None:
-            legs = state.legs
+                self.dirty.add(line_id)
+        elif line_rules is not None and line_rules.legs is not None:
+            legs = line_rules.legs
             leg = legs.pop(event.call_id, None) if etype == RELEASE else legs.get(event.call_id)
-            if leg is not None and event.e164 is None:
-                event.e164, event.dest, event.international = leg.e164, leg.dest, leg.international
+            if leg is not None:
+                self.dirty.add(line_id)
+                if event.e164 is None:
+                    event.e164, event.dest, event.international = (
+                        leg.e164,
+                        leg.dest,
+                        leg.international,
+                    )
         # A release that cannot be placed goes to every rule that may hold its
         # call (by id); the kinds ignore call ids they do not know.
         by_id = etype == RELEASE and event.e164 is None
         if by_id:
-            rules = pack.by_type[RELEASE] if state.states else ()
+            rules = pack.by_type[RELEASE] if line_rules is not None and line_rules.states else ()
         else:
             rules = pack.by_type[etype] if event.international else pack.by_type_domestic[etype]
         if not rules:
@@ -230,38 +283,40 @@ class Engine:
         matched = False
         tenant = state.tenant
         tag = self._tag(event)
-        states = state.states
         for rule in rules:
             if by_id:
-                if states is None or rule.id not in states:
+                if line_rules is None or rule.id not in line_rules.states:
                     continue
             elif rule.simple:
                 if event.e164 is None and rule.match.international_only:
                     continue
             elif not rule.applies(event, tenant):
                 continue
-            limits = rule.limits_for(event.line_id, tenant) if rule.has_overrides else rule.limits
+            limits = rule.limits_for(line_id, tenant) if rule.has_overrides else rule.limits
             if not limits.enabled:
                 continue
             matched = True
             kind = rule.impl
-            if states is None:
-                states = state.states = {}
+            if line_rules is None:
+                line_rules = state.rules = LineRules()
+            states = line_rules.states
             st = states.get(rule.id)
             if st is None:
                 st = states[rule.id] = kind.new_state(rule)
             value = kind.observe(rule, st, event, tag, state)
-            if value >= limits.low or (value != NO_DECISION and state.alerting):
+            if value >= limits.low or (value != NO_DECISION and line_rules.alerting):
                 self._decide(rule, limits, kind, st, state, event, tag, value, out)
             elif rule.kind == LONG_CALL and etype == ANSWER:
-                self._schedule_long_call(rule, limits, event.line_id, event.call_id, event.ts_ms)
-        if matched and etype == SETUP and event.e164 is not None:
-            recent = state.recent
-            if recent is None:
-                recent = state.recent = []
-            recent.append(event.e164)
-            if len(recent) > SAMPLE_CALLEES:
-                del recent[0]
+                self._schedule_long_call(rule, limits, line_id, event.call_id, event.ts_ms)
+        if matched:
+            self.dirty.add(line_id)
+            if etype == SETUP and event.e164 is not None and line_rules is not None:
+                recent = line_rules.recent
+                if recent is None:
+                    recent = line_rules.recent = []
+                recent.append(event.e164)
+                if len(recent) > SAMPLE_CALLEES:
+                    del recent[0]
         if self._due and self._due[0][0] <= self.max_ts:
             self._run_due(out)
         return None
@@ -295,7 +350,7 @@ class Engine:
             rule = next((r for r in self.pack.rules if r.id == rule_id), None)
             if state is None or rule is None or rule.kind != LONG_CALL:
                 continue
-            live: Any = state.states.get(rule_id) if state.states else None
+            live: Any = state.states.get(rule_id)
             answered = live.calls.get(call_id) if live is not None else None
             if answered is None:
                 continue
@@ -328,17 +383,19 @@ class Engine:
     ) -> None:
         ts = event.ts_ms
         shadow = limits.mode == SHADOW
-        cooldown_until = state.shadow_cooldown_until if shadow else state.cooldown_until
+        line_rules = state.rules
+        assert line_rules is not None  # a rule has state on this line
+        cooldown_until = line_rules.shadow_cooldown_until if shadow else line_rules.cooldown_until
         critical = limits.critical
         if critical is not None and value >= critical:
-            slot = state.shadow_block if shadow else state.block
+            slot = line_rules.shadow_block if shadow else line_rules.block
             if slot is None and ts >= cooldown_until:
                 self._block(rule, limits, kind, st, state, event, tag, value, out)
             return
         warning = limits.warning
         if warning is None or value < warning:
             return
-        alerting = state.alerting
+        alerting = line_rules.alerting
         prev = alerting.get(rule.id) if alerting is not None else None
         if (
             alerting is not None
@@ -355,7 +412,7 @@ class Engine:
         if ts < cooldown_until:
             return
         if alerting is None:
-            alerting = state.alerting = {}
+            alerting = line_rules.alerting = {}
         alerting[rule.id] = ts
         out.append(self._signal(ALERT, WARNING, rule, limits, kind, st, state, event, tag, value))
 
@@ -373,10 +430,12 @@ class Engine:
     ) -> None:
         signal = self._signal(BLOCK, CRITICAL, rule, limits, kind, st, state, event, tag, value)
         block = OpenBlock(signal, signal.expires_at, rule.cooldown_ms)
+        line_rules = state.rules
+        assert line_rules is not None
         if limits.mode == SHADOW:
-            state.shadow_block = block
+            line_rules.shadow_block = block
         else:
-            state.block = block
+            line_rules.block = block
             self._blocked.add(event.line_id)
         if block.expires_at is not None:
             heapq.heappush(self._expiries, (block.expires_at, event.line_id, signal.signal_id))
@@ -413,7 +472,8 @@ class Engine:
         else:
             places = ""
         span = format_span(rule.window_ms)
-        sample = tuple(state.recent or ())[-(SAMPLE_CALLEES - 1) :]
+        recent = state.rules.recent if state.rules is not None else None
+        sample = tuple(recent or ())[-(SAMPLE_CALLEES - 1) :]
         if event.e164 and event.type == SETUP:
             sample += (event.e164,)
         return ControlSignal(
@@ -464,19 +524,21 @@ class Engine:
         while heap and heap[0][0] <= now_ms:
             expires_at, line_id, sid = heapq.heappop(heap)
             state = self.lines.get(line_id)
-            if state is None:
+            line_rules = state.rules if state is not None else None
+            if line_rules is None:
                 continue
             for shadow in (False, True):
-                block = state.shadow_block if shadow else state.block
+                block = line_rules.shadow_block if shadow else line_rules.block
                 if block is None or block.signal.signal_id != sid:
                     continue
                 if shadow:
-                    state.shadow_block = None
-                    state.shadow_cooldown_until = expires_at + block.cooldown_ms
+                    line_rules.shadow_block = None
+                    line_rules.shadow_cooldown_until = expires_at + block.cooldown_ms
                 else:
-                    state.block = None
+                    line_rules.block = None
                     self._blocked.discard(line_id)
-                    state.cooldown_until = expires_at + block.cooldown_ms
+                    line_rules.cooldown_until = expires_at + block.cooldown_ms
+                self.dirty.add(line_id)
                 out.append(self._unblock(block.signal, expires_at))
         return out
 
@@ -503,16 +565,21 @@ class Engine:
     def adopt(self, line_id: str, state: LineState) -> None:
         """Take over a line's state restored from the changelog, with its timers."""
         self.lines[line_id] = state
-        if state.block is not None:
-            self._blocked.add(line_id)
+        if state.tenant is not None:
+            state.tenant = self._tenants.setdefault(state.tenant, state.tenant)
         if state.max_ts > self.max_ts:
             self.max_ts = state.max_ts
-        for block in (state.block, state.shadow_block):
+        line_rules = state.rules
+        if line_rules is None:
+            return
+        if line_rules.block is not None:
+            self._blocked.add(line_id)
+        for block in (line_rules.block, line_rules.shadow_block):
             if block is not None and block.expires_at is not None:
                 entry = (block.expires_at, line_id, block.signal.signal_id)
                 heapq.heappush(self._expiries, entry)
         for rule in self.pack.rules:
-            live = state.states.get(rule.id) if rule.kind == LONG_CALL and state.states else None
+            live = line_rules.states.get(rule.id) if rule.kind == LONG_CALL else None
             if live is not None:
                 limits = rule.limits_for(line_id, state.tenant)
                 for call_id, answered in live.calls.items():
@@ -523,7 +590,11 @@ class Engine:
         idle = [
             line_id
             for line_id, state in self.lines.items()
-            if state.max_ts < before_ts and state.block is None and state.shadow_block is None
+            if state.max_ts < before_ts
+            and (
+                state.rules is None
+                or (state.rules.block is None and state.rules.shadow_block is None)
+            )
         ]
         for line_id in idle:
             del self.lines[line_id]

@@ -26,7 +26,32 @@ _MODULES = (
     "tollguard.numbering.plan",
 )
 _KINDS_PACKAGE = "tollguard.engine.kinds"
-FORMAT = 1
+# 2: rule-related fields of LineState moved into LineRules (1 is still read).
+FORMAT = 2
+# LineState's slots in format 1, in record order.
+_V1_LINE_FIELDS = (
+    "alerting",
+    "block",
+    "cooldown_until",
+    "first_ts",
+    "legs",
+    "max_ts",
+    "recent",
+    "shadow_block",
+    "shadow_cooldown_until",
+    "states",
+    "tenant",
+)
+_V1_RULE_FIELDS = (
+    "alerting",
+    "block",
+    "cooldown_until",
+    "legs",
+    "recent",
+    "shadow_block",
+    "shadow_cooldown_until",
+    "states",
+)
 
 
 class SnapshotError(ValueError):
@@ -137,7 +162,26 @@ def _decode(value: Any) -> Any:
 
 def encode_line(state: Any, offset: int) -> bytes:
     """A changelog value: the line's state as of input `offset` (exclusive)."""
+    if type(state).__name__ == "LineState" and state.rules is None:
+        # Most lines: no rule state, four scalars. Same record as the walk gives.
+        fields = [state.first_ts, state.max_ts, None, state.tenant]
+        return orjson.dumps({"v": FORMAT, "o": offset, "s": {"c": "LineState", "f": fields}})
     return orjson.dumps({"v": FORMAT, "o": offset, "s": _encode(state)})
+
+
+def _from_v1(doc: Any) -> Any:
+    """Reshape a format-1 LineState record into format 2 (still undecoded JSON)."""
+    if not (isinstance(doc, dict) and doc.get("c") == "LineState"):
+        return doc
+    fields = doc.get("f")
+    if not isinstance(fields, list) or len(fields) != len(_V1_LINE_FIELDS):
+        raise SnapshotError("format-1 LineState record of the wrong shape")
+    old = dict(zip(_V1_LINE_FIELDS, fields, strict=True))
+    if old["states"] is None:
+        old["states"] = {"d": []}
+    has_rules = old["states"]["d"] or any(old[f] for f in _V1_RULE_FIELDS if f != "states")
+    rules = {"c": "LineRules", "f": [old[f] for f in _V1_RULE_FIELDS]} if has_rules else None
+    return {"c": "LineState", "f": [old["first_ts"], old["max_ts"], rules, old["tenant"]]}
 
 
 def decode_line(data: bytes) -> tuple[Any, int]:
@@ -146,12 +190,13 @@ def decode_line(data: bytes) -> tuple[Any, int]:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise SnapshotError(f"not a state record: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("v") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("v") not in (1, FORMAT):
         raise SnapshotError("state record of an unknown format")
     offset = doc.get("o")
     if not isinstance(offset, int):
         raise SnapshotError("state record without an input offset")
     try:
-        return _decode(doc.get("s")), offset
+        body = _from_v1(doc.get("s")) if doc["v"] == 1 else doc.get("s")
+        return _decode(body), offset
     except (TypeError, AttributeError, ValueError) as exc:
         raise SnapshotError(f"state record does not fit the engine: {exc}") from None

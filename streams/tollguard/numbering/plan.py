@@ -233,12 +233,24 @@ class DialPlan:
     # dialling).  Elsewhere digits without a prefix are local or service numbers whose
     # area we cannot know.
     bare_national: bool = False
+    # International prefixes by their first `_lead` digits: a domestic number
+    # (most calls) is ruled out with one dict probe.
+    _lead: int = field(default=0, init=False, repr=False, compare=False)
+    _by_lead: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # Longest first so that a carrier-select form such as JP "0033010" wins over any
         # shorter prefix it happens to start with.
         ordered = tuple(sorted(self.international_prefixes, key=len, reverse=True))
         object.__setattr__(self, "international_prefixes", ordered)
+        lead = min((len(p) for p in ordered), default=0)
+        by_lead: dict[str, tuple[str, ...]] = {}
+        for p in ordered:
+            by_lead[p[:lead]] = (*by_lead.get(p[:lead], ()), p)
+        object.__setattr__(self, "_lead", lead)
+        object.__setattr__(self, "_by_lead", by_lead)
         for p in (*ordered, self.trunk_prefix or "0", self.country_code or "1"):
             if not (p.isascii() and p.isdigit()):
                 raise ValueError(f"dial plan {self.name}: {p!r} is not a digit string")
@@ -270,7 +282,7 @@ class DialPlan:
                 return _international(s) if s.isdigit() else None
             if not s.isdigit():
                 return None
-        for prefix in self.international_prefixes:
+        for prefix in self._by_lead.get(s[: self._lead], ()):
             if s.startswith(prefix):
                 return _international(s[len(prefix) :])
         cc = self.country_code
