@@ -30,7 +30,7 @@ import orjson
 
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor, RawRecord
-from tollguard.engine.events import REJECT_REASONS
+from tollguard.engine.events import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_EVENTS, REJECT_REASONS
 from tollguard.numbering import DestinationTable, load_default_dial_plans
 from tollguard.rulepacks import load_pack
 
@@ -259,6 +259,18 @@ def _accepted(metrics: Metrics) -> int:
     return int(total)
 
 
+def outcomes(value: bytes | None) -> int:
+    """How many accept/reject outcomes one input must have: an envelope has one per event."""
+    if value is None or not value.startswith(b"["):
+        return 1
+    try:
+        items = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return 1
+    fits = len(value) <= MAX_ENVELOPE_BYTES and isinstance(items, list)
+    return len(items) if fits and 0 < len(items) <= MAX_ENVELOPE_EVENTS else 1
+
+
 def run(count: int, seed: int = 1, batch: int = 2000) -> FuzzResult:
     result = FuzzResult()
     proc = new_processor()
@@ -284,7 +296,7 @@ def run(count: int, seed: int = 1, batch: int = 2000) -> FuzzResult:
         result.dead_letters += len(out.deadletter)
 
     for offset, (is_good, value) in enumerate(inputs(count, seed)):
-        result.inputs += 1
+        result.inputs += outcomes(value)
         result.good += is_good
         pending.append(RawRecord("calls.events", 0, offset, b"k", value))
         if len(pending) >= batch:

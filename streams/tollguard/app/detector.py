@@ -30,7 +30,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from mode import Service
 
 from tollguard.app.metrics import Metrics
-from tollguard.app.processor import BatchProcessor, Outputs, RawRecord, StateRecord
+from tollguard.app.processor import BatchProcessor, Outputs, StateRecord
 from tollguard.config import Settings
 from tollguard.kafka_security import aiokafka_config
 from tollguard.privacy import for_log
@@ -176,15 +176,14 @@ class Detector(Service):
 
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         consumed = time.monotonic()
-        records: list[RawRecord] = []
+        records: list[Any] = []
         owned = self._owned
         for tp, batch in fetched.items():
-            topic, partition = tp.topic, tp.partition
-            if partition not in owned:
+            if tp.partition not in owned:
                 # Fetched before a rebalance took the partition away: its new
                 # owner reads these again from the committed offset.
                 continue
-            records.extend(RawRecord(topic, partition, r.offset, r.key, r.value) for r in batch)
+            records.extend(batch)  # ConsumerRecords are what the processor reads
         out = self.processor.process(records, int(time.time() * 1000))
         await self.publish(out)
         if out.signals:

@@ -8,16 +8,16 @@ partition's lines together, so state can later move with its partition.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from time import monotonic, time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from tollguard.app.metrics import Metrics
 from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
-from tollguard.engine.events import CallEvent
+from tollguard.engine.events import CallEvent, EnvelopeItemError
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, DialPlan
 from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
@@ -31,6 +31,21 @@ class StateRecord(NamedTuple):
     partition: int
     key: bytes
     value: bytes | None
+
+
+class Record(Protocol):
+    """What the processor reads of a Kafka record (aiokafka's ConsumerRecord fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 class RawRecord(NamedTuple):
@@ -51,18 +66,22 @@ class Outputs:
     signals: list[ControlSignal] = field(default_factory=list)
 
 
-def dead_letter(record: RawRecord, reason: str, error: str) -> bytes:
-    raw = record.value or b""
-    return orjson.dumps(
-        {
-            "reason": reason,
-            "error": error,
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "raw": raw.decode("utf-8", errors="backslashreplace"),
-        }
-    )
+def dead_letter(
+    record: Record, reason: str, error: str, item: Any = None, index: int | None = None
+) -> bytes:
+    """A dead-letter value; for an event inside an envelope, `item` is that event."""
+    raw = record.value or b"" if item is None else orjson.dumps(item)
+    letter: dict[str, Any] = {
+        "reason": reason,
+        "error": error,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "raw": raw.decode("utf-8", errors="backslashreplace"),
+    }
+    if index is not None:
+        letter["index"] = index  # position of the event in its envelope
+    return orjson.dumps(letter)
 
 
 class BatchProcessor:
@@ -84,10 +103,10 @@ class BatchProcessor:
         self.max_event_bytes = max_event_bytes
         self.max_event_depth = max_event_depth
         self.engines: dict[int, Engine] = {}
-        # Durable state bookkeeping, per input partition: lines changed since the
-        # last checkpoint, the next input offset, and for lines restored from the
-        # changelog the offset their state already covers (replays below it skip).
-        self.dirty: dict[int, set[str]] = {}
+        # Durable state bookkeeping, per input partition: the next input offset,
+        # and for lines restored from the changelog the offset their state
+        # already covers (replays below it skip). Each engine tracks its own
+        # changed lines.
         self.positions: dict[int, int] = {}
         self.covered: dict[int, dict[str, int]] = {}
         self.corrupt_state_records = 0
@@ -127,7 +146,6 @@ class BatchProcessor:
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self.engines.pop(p, None)
-            self.dirty.pop(p, None)
             self.positions.pop(p, None)
             self.covered.pop(p, None)
 
@@ -142,7 +160,7 @@ class BatchProcessor:
         if scan:
             self._last_evict_scan = monotonic()
         for partition, engine in self.engines.items():
-            dirty = self.dirty.pop(partition, set())
+            dirty, engine.dirty = engine.dirty, set()
             if scan and idle_ms is not None:
                 dirty.update(engine.evict_idle(engine.max_ts - idle_ms))
             if not dirty:
@@ -182,53 +200,57 @@ class BatchProcessor:
             self.covered[partition] = covered
         return len(covered)
 
-    def process(self, records: Iterable[RawRecord], now_ms: int) -> Outputs:
+    def process(self, records: Iterable[Record], now_ms: int) -> Outputs:
         out = Outputs()
         signals = out.signals
         parse = self.parser.parse
         by_type: dict[str, int] = {}
         rejected: dict[str, int] = {}
         by_country: dict[str, int] = {}
-        lags: list[float] = []
+        event_times: list[int] = []
         duplicates = replayed = 0
         engine: Engine | None = None
         engine_partition = -1
-        dirty: set[str] = set()
         covered: dict[str, int] | None = None
         positions = self.positions
+        events: Sequence[CallEvent]
         for record in records:
-            positions[record.partition] = record.offset + 1
-            try:
-                event = parse(record.value)
-            except EventError as exc:
-                rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
-                out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
-                continue
-            if record.partition != engine_partition:
-                engine_partition = record.partition
-                engine = self.engine(engine_partition)
-                dirty = self.dirty.setdefault(engine_partition, set())
-                covered = self.covered.get(engine_partition)
+            partition = record.partition
+            positions[partition] = record.offset + 1
+            value = record.value
+            if value is not None and value.startswith(b"["):
+                events = self._unpack(record, value, out, rejected)
+            else:
+                try:
+                    events = (parse(value),)
+                except EventError as exc:
+                    rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+                    out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
+                    continue
+            if partition != engine_partition:
+                engine_partition = partition
+                engine = self.engine(partition)
+                covered = self.covered.get(partition)
             assert engine is not None
-            if covered and record.offset < covered.get(event.line_id, -1):
-                replayed += 1  # already in the restored state of this line
-                continue
-            verdict = engine.process(event, signals)
-            if verdict is not None:
-                if verdict == "duplicate":
-                    duplicates += 1
-                else:
-                    rejected[verdict] = rejected.get(verdict, 0) + 1
-                    out.deadletter.append(
-                        (record.key, dead_letter(record, verdict, _late_detail(event)))
-                    )
-                continue
-            dirty.add(event.line_id)
-            by_type[event.type] = by_type.get(event.type, 0) + 1
-            lags.append(now_ms - event.ts_ms)
-            if event.international and event.dest is not None:
-                code = event.dest.country_code
-                by_country[code] = by_country.get(code, 0) + 1
+            for event in events:
+                if covered and record.offset < covered.get(event.line_id, -1):
+                    replayed += 1  # already in the restored state of this line
+                    continue
+                verdict = engine.process(event, signals)
+                if verdict is not None:
+                    if verdict == "duplicate":
+                        duplicates += 1
+                    else:
+                        rejected[verdict] = rejected.get(verdict, 0) + 1
+                        item = event if len(events) > 1 else None
+                        letter = dead_letter(record, verdict, _late_detail(event), item)
+                        out.deadletter.append((record.key, letter))
+                    continue
+                by_type[event.type] = by_type.get(event.type, 0) + 1
+                event_times.append(event.ts_ms)
+                if event.international and event.dest is not None:
+                    code = event.dest.country_code
+                    by_country[code] = by_country.get(code, 0) + 1
         self._publish(signals, out)
         m = self.metrics
         for etype, n in by_type.items():
@@ -241,17 +263,35 @@ class BatchProcessor:
             m.duplicates.inc(duplicates)
         if replayed:
             m.replayed.inc(replayed)
-        m.event_lag.observe_many(lag / 1000 for lag in lags)
+        m.event_lag.observe_lags(now_ms, event_times)
         return out
+
+    def _unpack(
+        self, record: Record, value: bytes, out: Outputs, rejected: dict[str, int]
+    ) -> list[CallEvent]:
+        """An envelope's good events; its bad elements (or all of it) go to dead letters."""
+        try:
+            items = self.parser.parse_envelope(value)
+        except EventError as exc:
+            rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+            out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
+            return []
+        events: list[CallEvent] = []
+        for item in items:
+            if type(item) is CallEvent:
+                events.append(item)
+            else:
+                assert isinstance(item, EnvelopeItemError)
+                rejected[item.reason] = rejected.get(item.reason, 0) + 1
+                letter = dead_letter(record, item.reason, item.detail, item.item, item.index)
+                out.deadletter.append((record.key, letter))
+        return events
 
     def expire(self, now_ms: int) -> Outputs:
         """Lift blocks whose TTL has passed; `now_ms` is the later of wall and event time."""
         out = Outputs()
-        for partition, engine in self.engines.items():
-            lifted = engine.expire(max(now_ms, engine.max_ts))
-            if lifted:
-                self.dirty.setdefault(partition, set()).update(s.line_id for s in lifted)
-                out.signals.extend(lifted)
+        for engine in self.engines.values():
+            out.signals.extend(engine.expire(max(now_ms, engine.max_ts)))
         self._publish(out.signals, out)
         return out
 

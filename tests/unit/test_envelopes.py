@@ -1,0 +1,87 @@
+"""Envelopes: many events in one record, each accepted or dead-lettered on its own."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tollguard.app.processor import RawRecord
+from tollguard.engine.events import MAX_ENVELOPE_EVENTS, EnvelopeItemError, EventError
+
+from .helpers import T0, parser, raw
+from .test_state import processor
+
+
+def envelope(*values: bytes) -> bytes:
+    return b"[" + b",".join(values) + b"]"
+
+
+def test_envelope_events_come_out_in_order_with_bad_ones_named() -> None:
+    data = envelope(raw(call_id="a"), raw(call_id="b", callee="x"), b"7", raw(call_id="c"))
+    items = parser().parse_envelope(data)
+    assert [getattr(i, "call_id", None) for i in items] == ["a", None, None, "c"]
+    bad = [i for i in items if isinstance(i, EnvelopeItemError)]
+    assert [(b.index, b.reason) for b in bad] == [(1, "bad_number"), (2, "not_object")]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"[", "bad_json"),
+        (b"[]", "not_object"),
+        (b"[" + b",".join([b"{}"] * (MAX_ENVELOPE_EVENTS + 1)) + b"]", "oversize"),
+    ],
+)
+def test_unusable_envelopes_are_rejected_whole(data: bytes, reason: str) -> None:
+    with pytest.raises(EventError) as err:
+        parser().parse_envelope(data)
+    assert err.value.reason == reason
+
+
+def test_nested_event_inside_an_envelope_is_oversize() -> None:
+    nested: object = 1
+    for _ in range(20):
+        nested = [nested]
+    deep = orjson.dumps({**orjson.loads(raw(call_id="deep")), "x": nested})
+    items = parser().parse_envelope(envelope(raw(call_id="ok"), deep))
+    assert getattr(items[0], "call_id", None) == "ok"
+    assert isinstance(items[1], EnvelopeItemError) and items[1].reason == "oversize"
+
+
+def test_processor_takes_envelopes_and_single_events_alike() -> None:
+    # The seed attack as envelopes of 10 calls to Sierra Leone, then one single event.
+    calls = [
+        raw(call_id=f"sl-{i}", ts=T0 + i * 25_000, callee=f"01023276{100000 + i}")
+        for i in range(40)
+    ]
+    recs = [
+        RawRecord("calls.events", 0, n, b"line-1", envelope(*calls[i : i + 10]))
+        for n, i in enumerate(range(0, 40, 10))
+    ]
+    recs.append(RawRecord("calls.events", 0, 4, b"line-1", raw(call_id="last", ts=T0 + 10**6)))
+    proc = processor()
+    out = proc.process(recs, T0)
+    assert [s.action for s in out.signals if s.action == "block"] == ["block"]
+    assert proc.engine(0).stats.processed == 41
+    assert proc.positions == {0: 5}
+
+
+def test_bad_event_in_an_envelope_is_dead_lettered_alone() -> None:
+    bad = raw(call_id="bad", ts="yesterday")
+    data = envelope(raw(call_id="a"), bad, raw(call_id="b", ts=T0 + 1))
+    proc = processor()
+    out = proc.process([RawRecord("calls.events", 0, 7, b"k", data)], T0)
+    assert proc.engine(0).stats.processed == 2
+    [(_, letter)] = out.deadletter
+    doc = orjson.loads(letter)
+    assert (doc["reason"], doc["offset"], doc["index"]) == ("bad_timestamp", 7, 1)
+    assert orjson.loads(doc["raw"]) == orjson.loads(bad)
+
+
+def test_late_event_in_an_envelope_is_dead_lettered_with_its_own_content() -> None:
+    data = envelope(raw(call_id="new", ts=T0 + 3_600_000), raw(call_id="old", ts=T0))
+    out = processor().process([RawRecord("calls.events", 0, 0, b"k", data)], T0)
+    [(_, letter)] = out.deadletter
+    doc = orjson.loads(letter)
+    assert doc["reason"] == "late"
+    assert orjson.loads(doc["raw"])["call_id"] == "old"
