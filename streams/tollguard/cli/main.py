@@ -149,6 +149,24 @@ def _ingest_hep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_pack(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tollguard.adapters.packer import run_packer
+
+    settings = _adapter_settings(args)
+    asyncio.run(
+        run_packer(
+            settings,
+            args.input_topic,
+            args.max_events,
+            args.linger_ms,
+            web_port=settings.web_port,
+        )
+    )
+    return 0
+
+
 def _enforce_kamailio(args: argparse.Namespace) -> int:
     from tollguard.adapters.kamailio import run_enforcer
 
@@ -166,6 +184,22 @@ def _control(args: argparse.Namespace) -> int:
         args.command, control.run_blocks
     )
     return run(args, settings)
+
+
+def _envelope_events(text: str) -> int:
+    from tollguard.adapters.packer import MAX_ENVELOPE_EVENTS
+
+    n = int(text)
+    if not 1 <= n <= MAX_ENVELOPE_EVENTS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_ENVELOPE_EVENTS}")
+    return n
+
+
+def _linger_ms(text: str) -> float:
+    ms = float(text)
+    if not 0 <= ms <= 60_000:
+        raise argparse.ArgumentTypeError("must be between 0 and 60000")
+    return ms
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,6 +292,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--web-port", type=int, help="port of /metrics (env TOLLGUARD_WEB_PORT)")
     p.set_defaults(func=_ingest_hep)
+    p = ingest.add_parser(
+        "pack",
+        help="single-event records to envelopes on the events topic, partition for partition",
+    )
+    p.add_argument("--broker", help="kafka://host:port (env TOLLGUARD_BROKER)")
+    p.add_argument(
+        "--input-topic", default="calls.raw", help="topic of single events (default calls.raw)"
+    )
+    p.add_argument(
+        "--max-events",
+        type=_envelope_events,
+        default=500,
+        help="events per envelope at most (default 500)",
+    )
+    p.add_argument(
+        "--linger-ms",
+        type=_linger_ms,
+        default=5.0,
+        help="longest wait for an envelope to fill, after its first event (default 5)",
+    )
+    p.add_argument("--web-port", type=int, help="port of /metrics (env TOLLGUARD_WEB_PORT)")
+    p.set_defaults(func=_ingest_pack)
 
     enforce = sub.add_parser("enforce", help="apply block signals to a switch").add_subparsers(
         dest="enforce_cmd", required=True
