@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import orjson
 import pytest
+from aiokafka.errors import KafkaTimeoutError  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollguard.adapters.packer import Output, Packer, PackerMetrics, partition_for
+from tollguard.adapters.packer import (
+    Output,
+    Packer,
+    PackerError,
+    PackerMetrics,
+    _Runner,
+    partition_for,
+)
+from tollguard.config import load_settings
 
 PARTITIONS = 4
 
@@ -256,3 +268,50 @@ def test_every_record_comes_out_once_in_order_with_contiguous_offsets(
                     assert o.partition == p
         assert expected_first == offsets[p]
         assert got == sent[p]
+
+
+class _FakeProducer:
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, value: bytes | None, **_: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        return fut
+
+
+class _FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[int, int]] = []
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.commits.append({tp.partition: o for tp, o in offsets.items()})
+
+
+def test_no_offset_past_a_failed_send_is_committed() -> None:
+    async def scenario() -> tuple[_FakeConsumer, PackerMetrics]:
+        metrics = PackerMetrics()
+        runner = _Runner(
+            load_settings(env={}), "calls.raw", "calls.events", "g", 2, 10.0, 900_000, metrics
+        )
+        runner.packer = Packer(PARTITIONS, max_events=2, linger_s=10)
+        producer, consumer = _FakeProducer(), _FakeConsumer()
+        runner.producer, runner.consumer = producer, consumer
+        line = line_on(0)
+        outs = [o for i in range(6) for o in runner.packer.add(0, i, None, event(line, i), 0.0)]
+        await runner._send(outs)  # three envelopes: offsets 0-1, 2-3, 4-5
+        first, second, third = producer.futures
+        first.set_result(None)
+        third.set_result(None)  # acknowledged, but after the one that fails
+        runner._reap()
+        await runner._commit(force=True)
+        second.set_exception(KafkaTimeoutError())
+        with pytest.raises(PackerError, match="did not accept an envelope of 2 events"):
+            runner._reap()
+        await runner._commit(force=True)
+        return consumer, metrics
+
+    consumer, metrics = asyncio.run(scenario())
+    assert consumer.commits == [{0: 2}]
+    assert metrics.registry.get_sample_value("tollguard_packer_envelopes_total") == 1
+    assert metrics.registry.get_sample_value("tollguard_packer_produce_errors_total") == 1

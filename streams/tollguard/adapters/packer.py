@@ -469,11 +469,15 @@ class _Runner:
         m = self.metrics
         for source, queue in self.pending.items():
             while queue and queue[0][0].done():
-                fut, o = queue.popleft()
+                fut, o = queue[0]
                 exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
                 if exc is not None:
+                    # Left at the front: no later record of this partition counts as
+                    # acknowledged, so no offset past the lost one is ever committed.
                     m.produce_errors.inc()
-                    raise PackerError(_send_failed(self.output_topic, o, exc))
+                    self.failure = PackerError(_send_failed(self.output_topic, o, exc))
+                    raise self.failure
+                queue.popleft()
                 m.events.inc(o.events)
                 if o.reason is None:
                     m.envelopes.inc()
@@ -490,6 +494,8 @@ class _Runner:
 
     async def _commit(self, force: bool = False, only: set[int] | None = None) -> None:
         now = time.monotonic()
+        if self.failure is not None:
+            return  # stopping on an error: keep the offsets of the last good commit
         if not force and now - self._last_commit < self.settings.commit_interval_s:
             return
         offsets = {
@@ -575,9 +581,9 @@ def _mismatch(input_topic: str, n_in: int, output_topic: str, n_out: int) -> str
 
 
 def _send_failed(topic: str, o: Output, exc: BaseException) -> str:
-    what = "envelope" if o.reason is None else "record"
+    what = f"an envelope of {o.events} events" if o.reason is None else "a record"
     return (
-        f"Kafka did not accept a {what} of {o.events} events for {topic} "
+        f"Kafka did not accept {what} for {topic} "
         f"partition {o.partition} ({type(exc).__name__}: {exc}); stopping. Offsets are "
         "committed only up to the last acknowledged record: restart to resume from there."
     )
