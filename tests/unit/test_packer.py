@@ -315,3 +315,37 @@ def test_no_offset_past_a_failed_send_is_committed() -> None:
     assert consumer.commits == [{0: 2}]
     assert metrics.registry.get_sample_value("tollguard_packer_envelopes_total") == 1
     assert metrics.registry.get_sample_value("tollguard_packer_produce_errors_total") == 1
+
+
+def test_nothing_is_committed_after_a_send_that_could_not_be_queued() -> None:
+    class Refusing(_FakeProducer):
+        async def send(self, topic: str, value: bytes | None, **_: Any) -> asyncio.Future[Any]:
+            if self.futures:
+                raise KafkaTimeoutError()
+            return await super().send(topic, value)
+
+    async def scenario() -> _FakeConsumer:
+        runner = _Runner(
+            load_settings(env={}),
+            "calls.raw",
+            "calls.events",
+            "g",
+            2,
+            10.0,
+            900_000,
+            PackerMetrics(),
+        )
+        runner.packer = Packer(PARTITIONS, max_events=2, linger_s=10)
+        producer, consumer = Refusing(), _FakeConsumer()
+        runner.producer, runner.consumer = producer, consumer
+        line = line_on(0)
+        outs = [o for i in range(4) for o in runner.packer.add(0, i, None, event(line, i), 0.0)]
+        with pytest.raises(PackerError):
+            await runner._send(outs)
+        producer.futures[0].set_result(None)
+        runner._reap()
+        await runner._commit(force=True)
+        await runner.revoked({0})  # a revocation while stopping neither sends nor commits
+        return consumer
+
+    assert asyncio.run(scenario()).commits == []

@@ -300,7 +300,7 @@ async def run_packer(
     )
     if web_port:
         start_http_server(web_port, addr=settings.web_host, registry=runner.metrics.registry)
-    stop = stop_event or asyncio.Event()
+    stop = stop_event if stop_event is not None else asyncio.Event()
     if stop_event is None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -459,7 +459,10 @@ class _Runner:
                 fut = await send(topic, o.value, key=o.key, partition=o.partition)
             except Exception as exc:
                 self.metrics.produce_errors.inc()
-                raise PackerError(_send_failed(topic, o, exc)) from None
+                # Later records of this partition may be sent (a revocation flushes):
+                # from now on nothing is committed.
+                self.failure = PackerError(_send_failed(topic, o, exc))
+                raise self.failure from None
             self.pending.setdefault(o.source, deque()).append((fut, o))
             if o.reason == "misplaced":
                 self._warn_misplaced()
@@ -518,6 +521,8 @@ class _Runner:
         """Send what is buffered for `partitions`, wait for it, commit, forget them."""
         async with self.lock:
             try:
+                if self.failure is not None:
+                    return  # stopping on an error: nothing more is sent or committed
                 if self.packer is not None:
                     await self._send(self.packer.flush(partitions))
                 await self._settle({p: q for p, q in self.pending.items() if p in partitions})
