@@ -120,9 +120,13 @@ def test_format_1_records_from_an_older_worker_are_still_read() -> None:
         None,
         42,
     )
-    alerting = {**block_free, "f": [{"d": [["r", T0]]}, *block_free["f"][1:]]}
-    state, _ = decode_line(orjson.dumps({"v": 1, "o": 1, "s": alerting}))
+    setup = {"c": "CallEvent", "f": ["setup", "c1", T0, "l", None, None, "010", "+2", None, True]}
+    fields = block_free["f"]
+    assert isinstance(fields, list)
+    with_rules = [{"d": [["r", T0]]}, *fields[1:4], {"d": [["c1", setup]]}, *fields[5:]]
+    state, _ = decode_line(orjson.dumps({"v": 1, "o": 1, "s": {"c": "LineState", "f": with_rules}}))
     assert state.rules.alerting == {"r": T0} and state.rules.states == {}
+    assert state.rules.legs == {"c1": (T0, "+2", None, True)}
 
 
 def test_only_events_that_change_durable_state_mark_the_line() -> None:

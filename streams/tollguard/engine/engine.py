@@ -58,6 +58,9 @@ LEG_MAX_AGE_MS = 300_000
 # (out of TOLLGUARD_IDLE_EVICT_S, 14 days by default). Nothing else reads it.
 LAST_SEEN_GRANULE_MS = 600_000
 
+# What a line remembers of a recent setup: (time, e164, destination, international).
+Leg = tuple[int, str | None, Destination | None, bool]
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -100,7 +103,8 @@ class LineRules:
         self.cooldown_until = 0
         self.shadow_cooldown_until = 0
         self.recent: list[str] | None = None
-        self.legs: dict[str, CallEvent] | None = None
+        # call id -> (setup time, e164, destination, international) of recent setups
+        self.legs: dict[str, Leg] | None = None
 
 
 class LineState:
@@ -123,7 +127,7 @@ class LineState:
         return self.rules.states if self.rules is not None else {}
 
     @property
-    def legs(self) -> dict[str, CallEvent] | None:
+    def legs(self) -> dict[str, Leg] | None:
         return self.rules.legs if self.rules is not None else None
 
     @property
@@ -250,13 +254,13 @@ class Engine:
                 legs = line_rules.legs
                 if legs is None:
                     legs = line_rules.legs = {}
-                legs[event.call_id] = event
-                oldest_ok = event.ts_ms - LEG_MAX_AGE_MS
+                legs[event.call_id] = (ts, event.e164, event.dest, event.international)
+                oldest_ok = ts - LEG_MAX_AGE_MS
                 while legs:
-                    first = next(iter(legs.values()))
-                    if len(legs) <= MAX_LEGS and first.ts_ms >= oldest_ok:
+                    first_id, first = next(iter(legs.items()))
+                    if len(legs) <= MAX_LEGS and first[0] >= oldest_ok:
                         break
-                    del legs[first.call_id]
+                    del legs[first_id]
                 self.dirty.add(line_id)
         elif line_rules is not None and line_rules.legs is not None:
             legs = line_rules.legs
@@ -264,11 +268,7 @@ class Engine:
             if leg is not None:
                 self.dirty.add(line_id)
                 if event.e164 is None:
-                    event.e164, event.dest, event.international = (
-                        leg.e164,
-                        leg.dest,
-                        leg.international,
-                    )
+                    _, event.e164, event.dest, event.international = leg
         # A release that cannot be placed goes to every rule that may hold its
         # call (by id); the kinds ignore call ids they do not know.
         by_id = etype == RELEASE and event.e164 is None

@@ -180,6 +180,12 @@ def _from_v1(doc: Any) -> Any:
     if old["states"] is None:
         old["states"] = {"d": []}
     has_rules = old["states"]["d"] or any(old[f] for f in _V1_RULE_FIELDS if f != "states")
+    legs = old["legs"]
+    if isinstance(legs, dict) and isinstance(legs.get("d"), list):
+        # format 1 kept the whole setup event; now (ts, e164, destination, international)
+        old["legs"] = {
+            "d": [[call_id, {"t": [ev["f"][i] for i in (2, 7, 8, 9)]}] for call_id, ev in legs["d"]]
+        }
     rules = {"c": "LineRules", "f": [old[f] for f in _V1_RULE_FIELDS]} if has_rules else None
     return {"c": "LineState", "f": [old["first_ts"], old["max_ts"], rules, old["tenant"]]}
 
@@ -198,5 +204,5 @@ def decode_line(data: bytes) -> tuple[Any, int]:
     try:
         body = _from_v1(doc.get("s")) if doc["v"] == 1 else doc.get("s")
         return _decode(body), offset
-    except (TypeError, AttributeError, ValueError) as exc:
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
         raise SnapshotError(f"state record does not fit the engine: {exc}") from None
