@@ -84,8 +84,55 @@ async def prefill(bootstrap: str, topic: str, records: Iterator[tuple[bytes, byt
     return n
 
 
-async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
-    """Events/s of aiokafka getmany + orjson.loads over the whole topic."""
+def envelopes(
+    records: Iterator[tuple[bytes, bytes]], partitions: int, size: int
+) -> Iterator[tuple[int, bytes, bytes, int]]:
+    """(partition, key, envelope, events) as a packing producer writes them.
+
+    Each event goes to the partition Kafka's default partitioner gives its key
+    (murmur2, as for single events), so a line's events stay on one partition.
+    """
+    from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+
+    pending: dict[int, list[bytes]] = {}
+    for key, value in records:
+        p = (murmur2(key) & 0x7FFFFFFF) % partitions
+        batch = pending.setdefault(p, [])
+        batch.append(value)
+        if len(batch) >= size:
+            yield p, key, b"[" + b",".join(batch) + b"]", len(batch)
+            batch.clear()
+    for p, batch in pending.items():
+        if batch:
+            yield p, b"tail", b"[" + b",".join(batch) + b"]", len(batch)
+
+
+async def prefill_envelopes(
+    bootstrap: str, topic: str, records: Iterator[tuple[int, bytes, bytes, int]]
+) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
+    )
+    await producer.start()
+    n = 0
+    try:
+        pending = []
+        for partition, key, value, count in records:
+            pending.append(await producer.send(topic, value, key=key, partition=partition))
+            n += count
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def raw_consume(bootstrap: str, topic: str, expected: int, enveloped: bool = False) -> float:
+    """Events/s of aiokafka getmany + orjson.loads over the whole topic.
+
+    `enveloped`: records are envelopes, each `orjson.loads` returns many events.
+    """
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -107,13 +154,42 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
             for records in batches.values():
                 if start is None:
                     start = time.perf_counter()
-                for r in records:
-                    loads(r.value)
-                seen += len(records)
+                if enveloped:
+                    seen += sum(len(loads(r.value)) for r in records)
+                else:
+                    for r in records:
+                        loads(r.value)
+                    seen += len(records)
         assert start is not None
         return seen / (time.perf_counter() - start)
     finally:
         await consumer.stop()
+
+
+async def packer_rate(settings: Settings, input_topic: str, output_topic: str, n: int) -> float:
+    """Events/s of `tollguard ingest pack` turning the single-event topic into envelopes."""
+    from tollguard.adapters.packer import PackerMetrics, run_packer
+
+    metrics = PackerMetrics()
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(
+        run_packer(
+            settings, input_topic, stop_event=stop, output_topic=output_topic, metrics=metrics
+        )
+    )
+    start: float | None = None
+    deadline = time.monotonic() + 600
+    while metrics.events._value.get() < n and time.monotonic() < deadline and not task.done():
+        if start is None and metrics.events._value.get() > 0:
+            start = time.perf_counter()
+        await asyncio.sleep(0.01)
+    done = metrics.events._value.get()
+    elapsed = time.perf_counter() - (start or time.perf_counter())
+    stop.set()
+    await task
+    if done < n:
+        raise SystemExit(f"the packer forwarded {done:.0f} of {n} events")
+    return done / elapsed if elapsed > 0 else float("nan")
 
 
 @dataclass
@@ -215,46 +291,36 @@ async def _latency(
                 seen[(sig["line_id"], ts)] = time.perf_counter()
 
     reader = asyncio.ensure_future(read_signals())
+    seconds = 15.0
+    load: subprocess.Popen[bytes] | None = None
     try:
         await asyncio.sleep(2)  # consumer positioned at the end
+        # Background traffic from its own process, so this one only times the attack.
+        cmd = [sys.executable, "-m", "bench.load", "--bootstrap", bootstrap]
+        cmd += ["--topic", settings.topic_events, "--rate", str(rate)]
+        load = subprocess.Popen([*cmd, "--seconds", str(seconds + 3)])
+        await asyncio.sleep(3)  # the load is up to speed (its start-up is not steady state)
         start = int(time.time() * 1000)
         attack_events = attack_lines * 3
-        total = max(attack_events * 10, int(rate * 15))  # at least 15 s of traffic
-        every = total // attack_events
-        bg = synthetic_events(total, 5000, seed=99)
-        interval = 1 / rate
-        t_next = time.perf_counter()
-        for i in range(attack_events * every):
-            if i % every == 0:
-                n = i // every
-                line, call = f"lat-{n // 3}", n % 3
-                ts = start + n * 10 + call
-                event = {
-                    "call_id": f"lat-{n}",
-                    "ts": ts,
-                    "line_id": line,
-                    "callee": f"01023276{100000 + n}",
-                }
-                fut = await producer.send(
-                    settings.topic_events, orjson.dumps(event), key=line.encode()
+        for n in range(attack_events):
+            line, call = f"lat-{n // 3}", n % 3
+            ts = start + n * 10 + call
+            event = {"call_id": f"lat-{n}", "ts": ts, "line_id": line}
+            event["callee"] = f"01023276{100000 + n}"
+            fut = await producer.send(settings.topic_events, orjson.dumps(event), key=line.encode())
+            if call == 2:
+                readable[(line, ts)] = 0.0
+                fut.add_done_callback(
+                    lambda _f, k=(line, ts): readable.__setitem__(k, time.perf_counter())
                 )
-                if call == 2:
-                    readable[(line, ts)] = 0.0
-                    fut.add_done_callback(
-                        lambda _f, k=(line, ts): readable.__setitem__(k, time.perf_counter())
-                    )
-            else:
-                key, value = next(bg)
-                await producer.send(settings.topic_events, value, key=key)
-            t_next += interval
-            delay = t_next - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(seconds / attack_events)
         await producer.flush()
         deadline = time.perf_counter() + 30
         while time.perf_counter() < deadline and len(seen) < len(readable):
             await asyncio.sleep(0.1)
     finally:
+        if load is not None and load.wait(timeout=60) != 0:
+            raise SystemExit("bench.load failed")
         reader.cancel()
         await producer.stop()
         await consumer.stop()
@@ -279,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency-lines",
         type=int,
-        default=200,
+        default=1000,
         help="attacked lines in the latency run (one block each)",
+    )
+    parser.add_argument(
+        "--envelope-size", type=int, default=500, help="events per envelope in the batched path"
     )
     parser.add_argument("--skip-faust", action="store_true")
     parser.add_argument("--json", help="also write the results as JSON to this file")
@@ -331,7 +400,50 @@ def main(argv: list[str] | None = None) -> int:
             ("tollguard worker, default pack, 2 processes", worker_pool_rate(settings, n, 2, tmp))
         )
 
-        say(f"latency at 20% of capacity ({0.2 * run.rate:,.0f} events/s)...")
+        say(f"batched path: envelopes of {args.envelope_size} events...")
+        env_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
+        ensure_tollguard_topics(env_settings)
+        env_events = asyncio.run(
+            prefill_envelopes(
+                bootstrap,
+                env_settings.topic_events,
+                envelopes(
+                    synthetic_events(args.events, args.lines), args.partitions, args.envelope_size
+                ),
+            )
+        )
+        rows.append(
+            (
+                "raw aiokafka getmany + orjson.loads, envelopes",
+                asyncio.run(
+                    raw_consume(bootstrap, env_settings.topic_events, env_events, enveloped=True)
+                ),
+            )
+        )
+        say("tollguard worker on envelopes, 1 process...")
+        env_worker = WorkerProcess(env_settings, tmp / "env-worker.log").start()
+        env_run = measure_rate([env_worker], env_events)
+        env_worker.stop()
+        rows.append(("tollguard worker, default pack, envelopes, 1 process", env_run.rate))
+        say("tollguard worker on envelopes, 2 processes...")
+        rows.append(
+            (
+                "tollguard worker, default pack, envelopes, 2 processes",
+                worker_pool_rate(env_settings, env_events, 2, tmp),
+            )
+        )
+        say("packer: single events -> envelopes (tollguard ingest pack)...")
+        packed = isolated_settings(bootstrap, tmp, partitions=args.partitions)
+        ensure_tollguard_topics(packed)
+        rows.append(
+            (
+                "packer, single events -> envelopes, 1 process",
+                asyncio.run(packer_rate(packed, settings.topic_events, packed.topic_events, n)),
+            )
+        )
+        capacity = max(run.rate, env_run.rate)
+
+        say(f"latency at 20% of capacity ({0.2 * capacity:,.0f} events/s)...")
         rules = tmp / "latency.yaml"
         rules.write_text(LATENCY_PACK)
         lat_settings = isolated_settings(
@@ -340,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         lat_worker = WorkerProcess(lat_settings, tmp / "latency-worker.log").start()
         stack.callback(lat_worker.stop)
         latencies = asyncio.run(
-            _latency(bootstrap, lat_settings, max(0.2 * run.rate, 50.0), args.latency_lines)
+            _latency(bootstrap, lat_settings, max(0.2 * capacity, 50.0), args.latency_lines)
         )
 
     results: dict[str, Any] = {
@@ -352,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         "partitions": args.partitions,
         "pipelines": {name: round(rate) for name, rate in rows},
         "worker_to_raw": round(run.rate / raw, 4),
+        "envelope_worker_to_raw": round(env_run.rate / raw, 4),
+        "latency_rate": round(0.2 * capacity),
         "latency_samples": len(latencies),
         "latency_ms": {
             "p50": round(percentile(latencies, 0.5) * 1000, 2),

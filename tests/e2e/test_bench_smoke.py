@@ -22,6 +22,7 @@ def test_throughput_bench_runs_and_reports_every_pipeline(
     assert throughput.main(args) == 0
     results = json.loads(out.read_text())
     assert results["events"] == 30000
-    assert len(results["pipelines"]) == 5
+    assert len(results["pipelines"]) == 9
+    assert sum("envelopes" in name for name in results["pipelines"]) == 4
     assert all(rate > 0 for rate in results["pipelines"].values())
     assert results["latency_samples"] == 10
