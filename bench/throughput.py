@@ -269,9 +269,13 @@ def worker_pool_rate(settings: Settings, n: int, workers: int, tmp: Path) -> flo
 
 
 async def _latency(
-    bootstrap: str, settings: Settings, rate: float, attack_lines: int
+    bootstrap: str, settings: Settings, rate: float, attack_lines: int, envelope: int = 0
 ) -> list[float]:
-    """Event readable on the broker -> its block readable on the control topic, in seconds."""
+    """Event readable on the broker -> its block readable on the control topic, in seconds.
+
+    The attack events are single records; the background load is single events
+    or, with `envelope` > 0, envelopes of up to that many events.
+    """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
@@ -297,7 +301,7 @@ async def _latency(
         await asyncio.sleep(2)  # consumer positioned at the end
         # Background traffic from its own process, so this one only times the attack.
         cmd = [sys.executable, "-m", "bench.load", "--bootstrap", bootstrap]
-        cmd += ["--topic", settings.topic_events, "--rate", str(rate)]
+        cmd += ["--topic", settings.topic_events, "--rate", str(rate), "--envelope", str(envelope)]
         load = subprocess.Popen([*cmd, "--seconds", str(seconds + 3)])
         await asyncio.sleep(3)  # the load is up to speed (its start-up is not steady state)
         start = int(time.time() * 1000)
@@ -441,19 +445,29 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(packer_rate(packed, settings.topic_events, packed.topic_events, n)),
             )
         )
-        capacity = max(run.rate, env_run.rate)
 
-        say(f"latency at 20% of capacity ({0.2 * capacity:,.0f} events/s)...")
         rules = tmp / "latency.yaml"
         rules.write_text(LATENCY_PACK)
-        lat_settings = isolated_settings(
-            bootstrap, tmp, partitions=args.partitions, rules=str(rules)
-        )
-        lat_worker = WorkerProcess(lat_settings, tmp / "latency-worker.log").start()
-        stack.callback(lat_worker.stop)
-        latencies = asyncio.run(
-            _latency(bootstrap, lat_settings, max(0.2 * capacity, 50.0), args.latency_lines)
-        )
+        latency: dict[str, tuple[float, list[float]]] = {}
+        for path, rate, envelope in (
+            ("envelopes", env_run.rate, args.envelope_size),
+            ("single", run.rate, 0),
+        ):
+            load = max(0.2 * rate, 50.0)
+            say(f"latency, {path} path, at 20% of its capacity ({load:,.0f} events/s)...")
+            lat_settings = isolated_settings(
+                bootstrap, tmp, partitions=args.partitions, rules=str(rules)
+            )
+            lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{path}.log").start()
+            try:
+                latency[path] = (
+                    load,
+                    asyncio.run(
+                        _latency(bootstrap, lat_settings, load, args.latency_lines, envelope)
+                    ),
+                )
+            finally:
+                lat_worker.stop()
 
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -465,12 +479,15 @@ def main(argv: list[str] | None = None) -> int:
         "pipelines": {name: round(rate) for name, rate in rows},
         "worker_to_raw": round(run.rate / raw, 4),
         "envelope_worker_to_raw": round(env_run.rate / raw, 4),
-        "latency_rate": round(0.2 * capacity),
-        "latency_samples": len(latencies),
-        "latency_ms": {
-            "p50": round(percentile(latencies, 0.5) * 1000, 2),
-            "p99": round(percentile(latencies, 0.99) * 1000, 2),
-            "max": round(latencies[-1] * 1000, 2) if latencies else None,
+        "latency": {
+            path: {
+                "events_per_s": round(load),
+                "samples": len(lat),
+                "p50_ms": round(percentile(lat, 0.5) * 1000, 2),
+                "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
+                "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+            }
+            for path, (load, lat) in latency.items()
         },
     }
     print()
@@ -479,11 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in rows:
         vs_naive = f"{rate / naive:>9.1f}" if naive else f"{'-':>9}"
         print(f"{name:<52}{rate:>12,.0f}{rate / raw:>9.3f}{vs_naive}")
-    lat = results["latency_ms"]
-    print(
-        f"\nevent readable -> block readable at 20% of capacity: p50 {lat['p50']} ms, "
-        f"p99 {lat['p99']} ms, max {lat['max']} ms ({len(latencies)} blocks)"
-    )
+    print()
+    for path, lat in results["latency"].items():
+        print(
+            f"event readable -> block readable, {path} path at {lat['events_per_s']:,} "
+            f"events/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
+            f"max {lat['max_ms']} ms ({lat['samples']} blocks)"
+        )
     print(
         f"{results['machine']}; {broker_desc}; {n} events, {args.lines} lines, "
         f"{args.partitions} partitions"

@@ -25,4 +25,7 @@ def test_throughput_bench_runs_and_reports_every_pipeline(
     assert len(results["pipelines"]) == 9
     assert sum("envelopes" in name for name in results["pipelines"]) == 4
     assert all(rate > 0 for rate in results["pipelines"].values())
-    assert results["latency_samples"] == 10
+    assert {path: r["samples"] for path, r in results["latency"].items()} == {
+        "envelopes": 10,
+        "single": 10,
+    }
