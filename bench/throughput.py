@@ -1,16 +1,24 @@
 """Worker throughput against raw client consumption of the same topic, in one run.
 
-    python -m bench.throughput [--events 300000] [--lines 10000] [--partitions 4]
+    python -m bench.throughput [--events 1000000] [--lines 100000] [--partitions 4]
 
 Starts a real Apache Kafka broker (or uses TOLLGUARD_BENCH_BROKER=host:port),
-fills one topic with synthetic call events, then measures on that topic:
+fills one topic with synthetic call events (one per record) and another with
+the same events as envelopes (JSON arrays, partition for partition), then
+measures, all in one run:
 
-* baseline: raw aiokafka `getmany` + `orjson.loads` of every value;
-* tollguard: a `tollguard worker` process with the default rule pack, from its
-  time it spent on batches that held events (group join and start-up excluded).
+* baselines: raw aiokafka `getmany` + `orjson.loads` of every value (both
+  topics), a naive Faust windowed-table agent and a Faust `take()` agent;
+* tollguard: `tollguard worker` processes (1 and 2) with the default rule
+  pack on both topics, from the time they spent on batches that held events
+  (group join and start-up excluded);
+* the packer (`tollguard ingest pack`) turning the single-event topic into
+  envelopes;
+* event-to-block latency on each path at 20 % of that path's measured
+  capacity, with the background load produced by `bench.load`.
 
-Prints both rates and their ratio. Absolute numbers depend on the machine;
-the ratio is what to compare across changes.
+Prints rates, ratios and latency percentiles. Absolute numbers depend on the
+machine; the ratios are what to compare across changes.
 """
 
 from __future__ import annotations
@@ -337,7 +345,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
