@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -69,19 +69,22 @@ def synthetic_events(n: int, lines: int, seed: int = 11) -> Iterator[tuple[bytes
         yield str(event["line_id"]).encode(), orjson.dumps(event)
 
 
-async def prefill(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) -> int:
+async def prefill(
+    bootstrap: str, topic: str, records: Iterable[tuple[int | None, bytes, bytes, int]]
+) -> int:
+    """Produce (partition or None for the key's, key, value, events in it); events sent."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
     )
     await producer.start()
     n = 0
     try:
         pending = []
-        for key, value in records:
-            pending.append(await producer.send(topic, value, key=key))
-            n += 1
+        for partition, key, value, count in records:
+            pending.append(await producer.send(topic, value, key=key, partition=partition))
+            n += count
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -92,9 +95,14 @@ async def prefill(bootstrap: str, topic: str, records: Iterator[tuple[bytes, byt
     return n
 
 
+def single(records: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[None, bytes, bytes, int]]:
+    """Records for `prefill`, one event each, partitioned by key."""
+    return ((None, key, value, 1) for key, value in records)
+
+
 def envelopes(
-    records: Iterator[tuple[bytes, bytes]], partitions: int, size: int
-) -> Iterator[tuple[int, bytes, bytes, int]]:
+    records: Iterable[tuple[bytes, bytes]], partitions: int, size: int
+) -> Iterator[tuple[int | None, bytes, bytes, int]]:
     """(partition, key, envelope, events) as a packing producer writes them.
 
     Each event goes to the partition Kafka's default partitioner gives its key
@@ -113,27 +121,6 @@ def envelopes(
     for p, batch in pending.items():
         if batch:
             yield p, b"tail", b"[" + b",".join(batch) + b"]", len(batch)
-
-
-async def prefill_envelopes(
-    bootstrap: str, topic: str, records: Iterator[tuple[int, bytes, bytes, int]]
-) -> int:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1
-    )
-    await producer.start()
-    n = 0
-    try:
-        pending = []
-        for partition, key, value, count in records:
-            pending.append(await producer.send(topic, value, key=key, partition=partition))
-            n += count
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return n
 
 
 async def raw_consume(bootstrap: str, topic: str, expected: int, enveloped: bool = False) -> float:
@@ -384,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_tollguard_topics(settings)
         say(f"prefilling {args.events} events over {args.lines} lines...")
         n = asyncio.run(
-            prefill(bootstrap, settings.topic_events, synthetic_events(args.events, args.lines))
+            prefill(
+                bootstrap, settings.topic_events, single(synthetic_events(args.events, args.lines))
+            )
         )
 
         say("baseline: raw aiokafka getmany + orjson.loads...")
@@ -416,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         env_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
         ensure_tollguard_topics(env_settings)
         env_events = asyncio.run(
-            prefill_envelopes(
+            prefill(
                 bootstrap,
                 env_settings.topic_events,
                 envelopes(

@@ -267,35 +267,23 @@ class EventParser:
         if duration is not None:
             duration = _duration(duration)
         callee = get("callee")
-        if callee is None:
-            if etype is SETUP:
-                raise EventError("missing_field", "callee is required for setup events")
-            return CallEvent(
-                etype,
-                call_id,
-                ts_ms,
-                line_id,
-                tenant,
-                caller,
-                None,
-                None,
-                None,
-                False,
-                src_ip,
-                trunk_id,
-                duration,
-            )
-        if type(callee) is not str:
-            raise EventError("bad_type", "callee must be a string")
-        if len(callee) > 64:
-            raise EventError("bad_number", "callee is longer than 64 characters")
-        e164 = self.dial_plan.normalize(callee)
-        if e164 is None:
-            raise EventError("bad_number", f"callee {mask_number(callee)!r} is not a number")
-        dest = self.destinations.lookup(e164)
-        # A number no table knows is treated as international: unknown ranges
-        # are where revenue-share fraud hides.
-        international = dest is None or dest.region not in self.dial_plan.domestic_regions
+        e164: str | None = None
+        dest: Destination | None = None
+        international = False
+        if callee is not None:
+            if type(callee) is not str:
+                raise EventError("bad_type", "callee must be a string")
+            if len(callee) > 64:
+                raise EventError("bad_number", "callee is longer than 64 characters")
+            e164 = self.dial_plan.normalize(callee)
+            if e164 is None:
+                raise EventError("bad_number", f"callee {mask_number(callee)!r} is not a number")
+            dest = self.destinations.lookup(e164)
+            # A number no table knows is treated as international: unknown
+            # ranges are where revenue-share fraud hides.
+            international = dest is None or dest.region not in self.dial_plan.domestic_regions
+        elif etype is SETUP:
+            raise EventError("missing_field", "callee is required for setup events")
         return CallEvent(
             etype, call_id, ts_ms, line_id, tenant, caller, callee, e164, dest, international,
             src_ip, trunk_id, duration,
