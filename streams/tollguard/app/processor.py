@@ -1,8 +1,9 @@
 """Batches of raw Kafka records in, signals and dead letters out.
 
-This is the whole detector minus Kafka: the Faust agent hands it records and
-publishes what it returns. One engine per input partition keeps each
-partition's lines together, so state can later move with its partition.
+This is the whole detector minus Kafka: the Detector service hands it records
+(single events or envelopes) and publishes what it returns. One engine per
+input partition keeps each partition's lines together, so state moves with its
+partition.
 """
 
 from __future__ import annotations
@@ -218,7 +219,9 @@ class BatchProcessor:
             partition = record.partition
             positions[partition] = record.offset + 1
             value = record.value
-            if value is not None and value.startswith(b"["):
+            enveloped = value is not None and value.startswith(b"[")
+            if enveloped:
+                assert value is not None
                 events = self._unpack(record, value, out, rejected)
             else:
                 try:
@@ -242,7 +245,7 @@ class BatchProcessor:
                         duplicates += 1
                     else:
                         rejected[verdict] = rejected.get(verdict, 0) + 1
-                        item = event if len(events) > 1 else None
+                        item = event if enveloped else None
                         letter = dead_letter(record, verdict, _late_detail(event), item)
                         out.deadletter.append((record.key, letter))
                     continue
