@@ -215,7 +215,15 @@ def measure_rate(workers: list[WorkerProcess], expected: int, timeout: float = 9
     counts = [handled(w) for w in workers]
     if sum(counts) < expected:
         raise SystemExit(f"workers handled {sum(counts)} of {expected} events before the timeout")
+    # The last loop's busy time is added once its publish and commit are done,
+    # just after its events are counted: wait until every worker's has settled.
     busy = [w.metric("tollguard_busy_seconds_total") for w in workers]
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        again = [w.metric("tollguard_busy_seconds_total") for w in workers]
+        if again == busy and all(b > 0 for b, n in zip(busy, counts, strict=True) if n):
+            break
+        busy = again
     rate = sum(n / b for n, b in zip(counts, busy, strict=True) if b > 0)
     return WorkerRun(rate, sum(counts), max(busy))
 
