@@ -177,7 +177,10 @@ class Detector(Service):
         busy = self.metrics.busy_seconds
         while not self.should_stop:
             started = time.perf_counter()
-            fetched = await consumer.getmany(timeout_ms=200, max_records=batch_size)
+            # At most about `batch_size` events a loop, however many an envelope
+            # holds: a loop blocks heartbeats, timers and /metrics while it runs.
+            records = max(1, int(batch_size / self.processor.events_per_record))
+            fetched = await consumer.getmany(timeout_ms=200, max_records=records)
             async with self._lock:
                 if fetched:
                     await self._handle(fetched)

@@ -111,6 +111,9 @@ class BatchProcessor:
         self.positions: dict[int, int] = {}
         self.covered: dict[int, dict[str, int]] = {}
         self.corrupt_state_records = 0
+        # Events per input record, averaged: envelopes hold hundreds, so the
+        # detector sizes its fetches in records from this to bound a batch in events.
+        self.events_per_record = 1.0
         # Finding idle lines walks every line, so it runs this often at most.
         self.evict_scan_s = evict_scan_s
         self._last_evict_scan = monotonic()
@@ -215,7 +218,9 @@ class BatchProcessor:
         covered: dict[str, int] | None = None
         positions = self.positions
         events: Sequence[CallEvent]
+        n_records = n_events = 0
         for record in records:
+            n_records += 1
             partition = record.partition
             positions[partition] = record.offset + 1
             value = record.value
@@ -223,7 +228,9 @@ class BatchProcessor:
             if enveloped:
                 assert value is not None
                 events = self._unpack(record, value, out, rejected)
+                n_events += max(1, len(events))
             else:
+                n_events += 1
                 try:
                     events = (parse(value),)
                 except EventError as exc:
@@ -254,6 +261,8 @@ class BatchProcessor:
                 if event.international and event.dest is not None:
                     code = event.dest.country_code
                     by_country[code] = by_country.get(code, 0) + 1
+        if n_records:
+            self.events_per_record += 0.5 * (n_events / n_records - self.events_per_record)
         self._publish(signals, out)
         m = self.metrics
         for etype, n in by_type.items():
