@@ -53,10 +53,12 @@ SAMPLE_CALLEES = 5
 MAX_LEGS = 256
 LEG_MAX_AGE_MS = 300_000
 # A line's last-seen time is written to the changelog when it moves into a new
-# granule (or with any other change), not on every event: after a restore it
-# may be this much behind, so an idle line can be forgotten this much early
-# (out of TOLLGUARD_IDLE_EVICT_S, 14 days by default). Nothing else reads it.
-LAST_SEEN_GRANULE_MS = 600_000
+# granule (or with any other change), not on every event: an ordinary line
+# calling 20 times an hour then costs one write an hour, not twenty. After a
+# restore it may be this much behind until the line's next event: an idle line
+# can be forgotten this much early (out of TOLLGUARD_IDLE_EVICT_S, 14 days by
+# default), and the lateness check is that much more lenient for its first event.
+LAST_SEEN_GRANULE_MS = 3_600_000
 
 # What a line remembers of a recent setup: (time, e164, destination, international).
 Leg = tuple[int, str | None, Destination | None, bool]
