@@ -71,7 +71,7 @@ def dead_letter(
     record: Record, reason: str, error: str, item: Any = None, index: int | None = None
 ) -> bytes:
     """A dead-letter value; for an event inside an envelope, `item` is that event."""
-    raw = record.value or b"" if item is None else orjson.dumps(item)
+    raw = (record.value or b"") if item is None else orjson.dumps(item)
     letter: dict[str, Any] = {
         "reason": reason,
         "error": error,

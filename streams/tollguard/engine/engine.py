@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from tollguard.engine.dedup import RecentIds
@@ -132,10 +133,6 @@ class LineState:
     def legs(self) -> dict[str, Leg] | None:
         return self.rules.legs if self.rules is not None else None
 
-    @property
-    def block(self) -> OpenBlock | None:
-        return self.rules.block if self.rules is not None else None
-
 
 @dataclass(slots=True)
 class EngineStats:
@@ -176,8 +173,6 @@ class Engine:
     _due: list[tuple[int, str, str, str]] = field(default_factory=list)
     _dests: dict[str, Destination] = field(default_factory=dict)
     _tags: dict[str, str] = field(default_factory=dict)
-    # One string object per tenant name, however many lines and events carry it.
-    _tenants: dict[str, str] = field(default_factory=dict)
     _dedup: RecentIds = field(init=False)
     # Lines with an enforced block, so the gauge costs nothing per line.
     _blocked: set[str] = field(default_factory=set)
@@ -219,7 +214,7 @@ class Engine:
         if state is None:
             tenant = event.tenant
             if tenant is not None:
-                tenant = self._tenants.setdefault(tenant, tenant)
+                tenant = intern(tenant)  # one string per tenant name, not one per line
             state = self.lines[line_id] = LineState(tenant, ts)
             self.dirty.add(line_id)
         elif ts < state.max_ts - self.config.lateness_ms:
@@ -242,7 +237,7 @@ class Engine:
             self.max_ts = ts
         tenant = event.tenant
         if tenant is not None and tenant != state.tenant:
-            state.tenant = self._tenants.setdefault(tenant, tenant)
+            state.tenant = intern(tenant)
             self.dirty.add(line_id)
         pack = self.pack
         etype = event.type
@@ -568,7 +563,7 @@ class Engine:
         """Take over a line's state restored from the changelog, with its timers."""
         self.lines[line_id] = state
         if state.tenant is not None:
-            state.tenant = self._tenants.setdefault(state.tenant, state.tenant)
+            state.tenant = intern(state.tenant)
         if state.max_ts > self.max_ts:
             self.max_ts = state.max_ts
         line_rules = state.rules

@@ -170,10 +170,6 @@ def _decode(value: Any) -> Any:
 
 def encode_line(state: Any, offset: int) -> bytes:
     """A changelog value: the line's state as of input `offset` (exclusive)."""
-    if type(state).__name__ == "LineState" and state.rules is None:
-        # Most lines: no rule state, four scalars. Same record as the walk gives.
-        fields = [state.first_ts, state.max_ts, None, state.tenant]
-        return orjson.dumps({"v": FORMAT, "o": offset, "s": {"c": "LineState", "f": fields}})
     return orjson.dumps({"v": FORMAT, "o": offset, "s": _encode(state)})
 
 
