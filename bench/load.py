@@ -17,6 +17,7 @@ import asyncio
 import random
 import sys
 import time
+from typing import Any
 
 import orjson
 
@@ -37,10 +38,19 @@ async def run(
     where = [(murmur2(k) & 0x7FFFFFFF) % partitions for k in names]
     sent = 0
     started = time.perf_counter()
+    batches: dict[int, Any] = {}
+
+    async def add(partition: int, key: bytes, value: bytes) -> None:
+        batch = batches.get(partition) or producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            await producer.send_batch(batch, topic, partition=partition)
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+        batches[partition] = batch
+
     try:
         while (elapsed := time.perf_counter() - started) < seconds:
             now = int(time.time() * 1000)
-            batches = {}
             packs: dict[int, list[bytes]] = {}
             while sent < int(rate * elapsed):
                 i = rng.randrange(lines)
@@ -49,39 +59,20 @@ async def run(
                 event = {"call_id": f"load-{sent}", "ts": now, "line_id": names[i].decode()}
                 event["callee"] = callee
                 sent += 1
-                if envelope:
-                    pack = packs.setdefault(where[i], [])
-                    pack.append(orjson.dumps(event))
-                    if len(pack) < envelope:
-                        continue
-                    value = b"[" + b",".join(pack) + b"]"
+                if not envelope:
+                    await add(where[i], names[i], orjson.dumps(event))
+                    continue
+                pack = packs.setdefault(where[i], [])
+                pack.append(orjson.dumps(event))
+                if len(pack) == envelope:
+                    await add(where[i], names[i], b"[" + b",".join(pack) + b"]")
                     pack.clear()
-                else:
-                    value = orjson.dumps(event)
-                batch = batches.get(where[i])
-                if batch is None:
-                    batch = batches[where[i]] = producer.create_batch()
-                if batch.append(key=names[i], value=value, timestamp=None) is None:
-                    await producer.send_batch(batch, topic, partition=where[i])
-                    batch = batches[where[i]] = producer.create_batch()
-                    batch.append(key=names[i], value=value, timestamp=None)
             for p, pack in packs.items():
                 if pack:
-                    batch = batches.get(p) or producer.create_batch()
-                    batches[p] = batch
-                    if (
-                        batch.append(
-                            key=b"pack", value=b"[" + b",".join(pack) + b"]", timestamp=None
-                        )
-                        is None
-                    ):
-                        await producer.send_batch(batch, topic, partition=p)
-                        batches[p] = batch = producer.create_batch()
-                        batch.append(
-                            key=b"pack", value=b"[" + b",".join(pack) + b"]", timestamp=None
-                        )
+                    await add(p, b"pack", b"[" + b",".join(pack) + b"]")
             for p, batch in batches.items():
                 await producer.send_batch(batch, topic, partition=p)
+            batches.clear()
             await asyncio.sleep(0.01)
         await producer.flush()
     finally:
