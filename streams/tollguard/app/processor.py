@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from tollguard.app.heap import release_free_memory
 from tollguard.app.metrics import Metrics
 from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
 from tollguard.engine.events import CallEvent, EnvelopeItemError
@@ -157,12 +158,15 @@ class BatchProcessor:
         """Changelog writes for every line changed since the last checkpoint.
 
         Lines idle for `idle_ms` of event time (and not blocked) are evicted
-        here too, and written as tombstones so the changelog forgets them.
+        here too, and written as tombstones so the changelog forgets them;
+        the same scan first hands freed heap back to the OS.
         """
         records: list[StateRecord] = []
         scan = idle_ms is not None and monotonic() - self._last_evict_scan >= self.evict_scan_s
         if scan:
             self._last_evict_scan = monotonic()
+            # Before encoding: what the last checkpoint's records held is free by now.
+            release_free_memory()
         for partition, engine in self.engines.items():
             dirty, engine.dirty = engine.dirty, set()
             if scan and idle_ms is not None:

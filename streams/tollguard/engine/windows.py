@@ -46,6 +46,10 @@ class SlidingWindow:
     def add(self, ts: int, tag: str, now: int, span: int, cap: int) -> int:
         """Record one call and return the count in the window ending at `now`."""
         times = self.times
+        if not times and ts > now - span:
+            # Exact-size lists: most windows only ever hold one call.
+            self.times, self.tags = [ts], [tag]
+            return 1
         pos = _position(times, ts)
         times.insert(pos, ts)
         self.tags.insert(pos, tag)
@@ -93,9 +97,13 @@ class KeyedWindow:
 
     def add(self, ts: int, key: str, now: int, span: int, cap: int) -> None:
         times = self.times
-        pos = _position(times, ts)
-        times.insert(pos, ts)
-        self.keys.insert(pos, key)
+        if times:
+            pos = _position(times, ts)
+            times.insert(pos, ts)
+            self.keys.insert(pos, key)
+        else:
+            self.times, self.keys = [ts], [key]  # exact size, see SlidingWindow.add
+            times = self.times
         counts = self.counts
         n = counts.get(key, 0)
         counts[key] = n + 1
@@ -154,11 +162,15 @@ class SumWindow:
         self, ts: int, amount: int, call_id: str, tag: str, now: int, span: int, cap: int
     ) -> int:
         times = self.times
-        pos = _position(times, ts)
-        times.insert(pos, ts)
-        self.amounts.insert(pos, amount)
-        self.ids.insert(pos, call_id)
-        self.tags.insert(pos, tag)
+        if times:
+            pos = _position(times, ts)
+            times.insert(pos, ts)
+            self.amounts.insert(pos, amount)
+            self.ids.insert(pos, call_id)
+            self.tags.insert(pos, tag)
+        else:  # exact size, see SlidingWindow.add
+            self.times, self.amounts, self.ids, self.tags = [ts], [amount], [call_id], [tag]
+            times = self.times
         self.total += amount
         if times[0] > now - span and len(times) <= cap:
             return self.total

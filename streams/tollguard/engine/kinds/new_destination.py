@@ -37,7 +37,9 @@ class NewDestinationState:
     def __init__(self) -> None:
         # destination tag -> event time first seen; dict order = least recently called first
         self.seen: dict[str, int] = {}
-        self.window = SlidingWindow()
+        # Created by the first call that counts: a line still learning, or one
+        # that only calls known destinations, never needs it.
+        self.window: SlidingWindow | None = None
 
 
 class NewDestinationKind(Kind):
@@ -63,10 +65,15 @@ class NewDestinationKind(Kind):
         learned_until = line.first_ts + params.learn_ms
         if ts < learned_until or first < learned_until or ts - first >= rule.window_ms:
             return NO_DECISION
-        return state.window.add(ts, tag, line.max_ts, rule.window_ms, rule.cap)
+        window = state.window
+        if window is None:
+            window = state.window = SlidingWindow()
+        return window.add(ts, tag, line.max_ts, rule.window_ms, rule.cap)
 
     def evidence(self, rule: Any, st: Any) -> tuple[int, int, dict[str, int]]:
-        window: SlidingWindow = st.window
+        window: SlidingWindow | None = st.window
+        if window is None or not window.times:
+            return 0, 0, {}
         return window.times[0], window.times[-1], window.tag_counts()
 
     def reason(
