@@ -100,3 +100,12 @@ def test_processor_learns_how_many_events_a_record_holds() -> None:
     assert 9 < proc.events_per_record <= 10
     proc.process([RawRecord("calls.events", 0, 10, b"k", raw(call_id="single"))] * 20, T0)
     assert proc.events_per_record < 6
+
+
+def test_a_late_event_is_dead_lettered_in_the_senders_schema() -> None:
+    data = envelope(raw(call_id="new", ts=T0 + 3_600_000), raw(call_id="old", ts=T0, tenant="t1"))
+    out = processor().process([RawRecord("calls.events", 0, 0, b"k", data)], T0)
+    [(_, letter)] = out.deadletter
+    sent = orjson.loads(orjson.loads(letter)["raw"])
+    assert sent["ts"] == T0 and sent["tenant"] == "t1" and sent["callee"] == "0312345678"
+    assert not {"ts_ms", "e164", "dest", "international"} & set(sent)  # nothing of ours

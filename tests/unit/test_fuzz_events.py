@@ -73,6 +73,56 @@ def test_any_json_object_parses_or_is_rejected(obj: dict[str, Any]) -> None:
 
 
 MIN_OK, MAX_OK = 946_684_800_000, 4_102_444_800_000
+
+# Values at the length limits (64, 128, 256 characters), in any script.
+near_limits = st.integers(0, 3).flatmap(
+    lambda i: st.text(min_size=(62, 126, 254, 0)[i], max_size=(66, 130, 258, 3)[i])
+)
+spec_events = st.fixed_dictionaries(
+    {"call_id": st.text(max_size=4) | near_limits, "line_id": st.text(max_size=4) | near_limits},
+    optional={
+        "ts": st.sampled_from([T0, T0 + 0.5, "2026-11-29T00:00:00Z", MIN_OK - 1, MAX_OK, True])
+        | json_values,
+        "callee": st.sampled_from(["0312345678", "01023276123456", "+232761234", "03-1234"])
+        | near_limits
+        | json_values,
+        **{f: json_values | near_limits for f in FIELDS if f not in ("call_id", "line_id")},
+        "e164": json_values,
+        "international": json_values,
+        "dest": json_values,
+    },
+)
+
+
+def _slow_outcome(raw: bytes) -> CallEvent | str:
+    try:
+        return PARSER._parse_slowly(raw)  # the field-by-field reference path
+    except EventError as exc:
+        return exc.reason
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec_events | events)
+def test_the_fast_decoder_agrees_with_the_reference_path(obj: dict[str, Any]) -> None:
+    raw = json.dumps(obj).encode("utf-8", errors="surrogatepass")
+    assert _outcome(raw) == _slow_outcome(raw)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(spec_events | events, min_size=1, max_size=6))
+def test_envelopes_decode_as_the_reference_path_does(objs: list[dict[str, Any]]) -> None:
+    raw = json.dumps(objs).encode("utf-8", errors="surrogatepass")
+    try:
+        fast: Any = PARSER.parse_envelope(raw)
+    except EventError as exc:
+        fast = exc.reason
+    try:
+        slow: Any = PARSER._parse_envelope_slowly(raw)
+    except EventError as exc:
+        slow = exc.reason
+    assert fast == slow
+
+
 DEEP_17 = b'{"call_id":"c","ts":1795910400000,"line_id":"l","x":' + b"[" * 17 + b"]" * 17 + b"}"
 
 

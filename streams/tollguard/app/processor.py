@@ -19,7 +19,7 @@ import orjson
 from tollguard.app.heap import release_free_memory
 from tollguard.app.metrics import Metrics
 from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
-from tollguard.engine.events import CallEvent, EnvelopeItemError
+from tollguard.engine.events import CallEvent, EnvelopeItemError, wire_form
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, DialPlan
 from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
@@ -256,7 +256,7 @@ class BatchProcessor:
                         duplicates += 1
                     else:
                         rejected[verdict] = rejected.get(verdict, 0) + 1
-                        item = event if enveloped else None
+                        item = wire_form(event) if enveloped else None
                         letter = dead_letter(record, verdict, _late_detail(event), item)
                         out.deadletter.append((record.key, letter))
                     continue

@@ -8,11 +8,14 @@ Prometheus label and a dead-letter field, and both must stay bounded.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
+import msgspec
 import orjson
+from msgspec import Meta
 
 from tollguard.numbering import Destination, DestinationTable, DialPlan
 
@@ -56,23 +59,58 @@ class EventError(ValueError):
         self.detail = detail
 
 
-@dataclass(slots=True)
-class CallEvent:
-    """A validated call event with its dialled number resolved to a destination."""
+EventType = Literal["setup", "answer", "release"]
 
-    type: str
-    call_id: str
-    ts_ms: int
-    line_id: str
-    tenant: str | None = None
-    caller: str | None = None
-    callee: str | None = None
+
+class CallEvent(msgspec.Struct, kw_only=True, gc=False):
+    """A validated call event with its dialled number resolved to a destination.
+
+    The field types and limits are SPEC section 2, so msgspec can decode a
+    valid event (or an envelope of them) straight from bytes, in C. Anything
+    it refuses takes the slow path (`EventParser.from_dict`), which names the
+    reason; `tests/unit/test_fuzz_events.py` holds the two paths to the same
+    verdict. `e164`, `dest` and `international` are ours, never the sender's:
+    the parser always overwrites them.
+    """
+
+    type: EventType = "setup"
+    call_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    ts_ms: Annotated[int, Meta(ge=MIN_TS_MS, lt=MAX_TS_MS)] = msgspec.field(name="ts")
+    line_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    tenant: Annotated[str, Meta(max_length=128)] | None = None
+    caller: Annotated[str, Meta(max_length=64)] | None = None
+    callee: Annotated[str, Meta(max_length=64)] | None = None
     e164: str | None = None
     dest: Destination | None = None
     international: bool = False
-    src_ip: str | None = None
-    trunk_id: str | None = None
-    duration_s: float | None = None
+    src_ip: Annotated[str, Meta(max_length=64)] | None = None
+    trunk_id: Annotated[str, Meta(max_length=128)] | None = None
+    duration_s: Annotated[float, Meta(ge=0, le=7 * 86400)] | None = None
+    v: Literal[1] = 1
+
+
+def wire_form(event: CallEvent) -> dict[str, Any]:
+    """The event's SPEC fields, as its sender wrote them (for a dead letter)."""
+    fields = {
+        "v": event.v,
+        "type": event.type,
+        "call_id": event.call_id,
+        "ts": event.ts_ms,
+        "line_id": event.line_id,
+        "tenant": event.tenant,
+        "caller": event.caller,
+        "callee": event.callee,
+        "src_ip": event.src_ip,
+        "trunk_id": event.trunk_id,
+        "duration_s": event.duration_s,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+_decode_event = msgspec.json.Decoder(CallEvent).decode
+_decode_events = msgspec.json.Decoder(list[CallEvent]).decode
+# What msgspec raises on input it will not decode (the slow path then says why).
+_UNDECODABLE: Final = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
 @dataclass(slots=True)
@@ -85,7 +123,7 @@ class EnvelopeItemError:
     item: Any
 
 
-_TYPES: Final = {t: t for t in (SETUP, ANSWER, RELEASE)}
+_TYPES: Final[dict[str, EventType]] = {"setup": "setup", "answer": "answer", "release": "release"}
 
 
 def _duration(value: Any) -> float:
@@ -172,6 +210,23 @@ class EventParser:
         self.max_depth = max_depth
 
     def parse(self, raw: bytes | None) -> CallEvent:
+        # Fewer brackets than the depth limit cannot nest deeper than it.
+        if (
+            raw is not None
+            and len(raw) <= self.max_bytes
+            and (raw.count(b"[") + raw.count(b"{") <= self.max_depth)
+        ):
+            try:
+                event = _decode_event(raw)
+            except _UNDECODABLE:
+                pass
+            else:
+                if self._resolve((event,)):
+                    return event
+        return self._parse_slowly(raw)
+
+    def _parse_slowly(self, raw: bytes | None) -> CallEvent:
+        """Field by field, naming the first problem: the reference the fast path must match."""
         if raw is None:
             raise EventError("bad_json", "empty message (tombstone)")
         if len(raw) > self.max_bytes:
@@ -184,15 +239,36 @@ class EventParser:
             raise EventError("bad_json", str(exc)[:200]) from None
         if not isinstance(obj, dict):
             raise EventError("not_object", "an event must be a JSON object")
-        # Fewer brackets than the limit cannot nest deeper: two C-speed counts
-        # spare the common event any walk.
         if raw.count(b"[") + raw.count(b"{") > self.max_depth:
             depth = nesting_depth(obj)
             if depth > self.max_depth:
                 raise EventError("oversize", f"nesting depth {depth}, limit {self.max_depth}")
         return self.from_dict(obj)
 
-    def parse_envelope(self, raw: bytes) -> list[CallEvent | EnvelopeItemError]:
+    def _resolve(self, events: Sequence[CallEvent]) -> bool:
+        """Resolve decoded events' numbers; False if one needs the slow path's verdict."""
+        normalize = self.dial_plan.normalize
+        lookup = self.destinations.lookup
+        domestic = self.dial_plan.domestic_regions
+        for event in events:
+            callee = event.callee
+            if callee is None:
+                if event.type == SETUP:
+                    return False  # missing_field
+                event.e164 = event.dest = None
+                event.international = False
+                continue
+            e164 = normalize(callee)
+            if e164 is None:
+                return False  # bad_number
+            event.e164 = e164
+            dest = event.dest = lookup(e164)
+            # A number no table knows is treated as international: unknown
+            # ranges are where revenue-share fraud hides.
+            event.international = dest is None or dest.region not in domestic
+        return True
+
+    def parse_envelope(self, raw: bytes) -> Sequence[CallEvent | EnvelopeItemError]:
         """Events of an envelope record, in order; a bad element is returned as its error.
 
         An envelope is a JSON array of call events (SPEC section 2) that one of
@@ -205,6 +281,21 @@ class EventParser:
                 "oversize", f"envelope of {len(raw)} bytes, limit {MAX_ENVELOPE_BYTES}"
             )
         try:
+            events = _decode_events(raw)
+        except _UNDECODABLE:
+            pass
+        else:
+            # One bracket for the array and one brace per event: nothing nests deeper.
+            if (
+                0 < len(events) <= MAX_ENVELOPE_EVENTS
+                and raw.count(b"[") + raw.count(b"{") <= 1 + len(events)
+                and self._resolve(events)
+            ):
+                return events
+        return self._parse_envelope_slowly(raw)
+
+    def _parse_envelope_slowly(self, raw: bytes) -> list[CallEvent | EnvelopeItemError]:
+        try:
             items = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise EventError("bad_json", str(exc)[:200]) from None
@@ -212,7 +303,6 @@ class EventParser:
             raise EventError("not_object", "an envelope must be a non-empty JSON array of events")
         if len(items) > MAX_ENVELOPE_EVENTS:
             raise EventError("oversize", f"{len(items)} events, limit {MAX_ENVELOPE_EVENTS}")
-        # One bracket for the array and one brace per event: nothing nests deeper.
         flat = raw.count(b"[") + raw.count(b"{") <= 1 + len(items)
         out: list[CallEvent | EnvelopeItemError] = []
         from_dict = self.from_dict
@@ -282,11 +372,12 @@ class EventParser:
             # A number no table knows is treated as international: unknown
             # ranges are where revenue-share fraud hides.
             international = dest is None or dest.region not in self.dial_plan.domestic_regions
-        elif etype is SETUP:
+        elif etype == SETUP:
             raise EventError("missing_field", "callee is required for setup events")
         return CallEvent(
-            etype, call_id, ts_ms, line_id, tenant, caller, callee, e164, dest, international,
-            src_ip, trunk_id, duration,
+            type=etype, call_id=call_id, ts_ms=ts_ms, line_id=line_id, tenant=tenant,
+            caller=caller, callee=callee, e164=e164, dest=dest, international=international,
+            src_ip=src_ip, trunk_id=trunk_id, duration_s=duration,
         )  # fmt: skip
 
 
