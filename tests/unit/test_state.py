@@ -9,6 +9,8 @@ import orjson
 
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor, RawRecord, StateRecord
+from tollguard.engine.engine import LineState
+from tollguard.engine.kinds.live import LiveCalls
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, load_default_dial_plans
 from tollguard.rulepacks import load_pack
@@ -93,8 +95,16 @@ def test_snapshot_rejects_foreign_classes_and_garbage() -> None:
         except SnapshotError:
             continue
         raise AssertionError(f"accepted {bad!r}")
-    state, offset = decode_line(encode_line({"a": (1, 2)}, 7))
-    assert state == {"a": (1, 2)} and offset == 7
+    # Only line state decodes: a rule state tagged with any other class is refused.
+    evil = b'{"v":3,"o":1,"s":[null,1,1,[{"r":["EventParser",1]},null,null,null,0,0,null,null]]}'
+    for bad in (evil, b'{"v":2,"o":1,"s":{"c":"Engine","f":[]}}', b'{"v":3,"o":1,"s":[]}'):
+        try:
+            decode_line(bad)
+        except SnapshotError:
+            continue
+        raise AssertionError(f"accepted {bad!r}")
+    line = LineState("t-1", T0, T0 + 5)
+    assert decode_line(encode_line(line, 7)) == (line, 7)
 
 
 def test_random_cut_points_agree_with_the_reference() -> None:
@@ -160,3 +170,35 @@ def test_eviction_scan_forgets_setups_too_old_to_be_answered() -> None:
     restored = processor()
     restored.restore(0, [(r.key, r.value) for r in proc.checkpoint()])
     assert restored.engine(0).lines["line-1"].legs is None
+
+
+FORMAT_2 = orjson.loads((Path(__file__).parent / "data" / "changelog_v2.json").read_bytes())
+
+
+def test_format_2_records_from_the_previous_release_resume_exactly() -> None:
+    recs = records(n_lines=10, attack_calls=80)
+    reference = decisions(processor(), recs)
+    cut = FORMAT_2["cut"]
+    before = decisions(processor(), recs[:cut])
+    resumed = processor()
+    for partition in (0, 1):
+        log = [(k.encode(), v.encode()) for p, k, v in FORMAT_2["records"] if p == partition]
+        resumed.restore(partition, log)
+    blocked = [
+        s for e in resumed.engines.values() for s in e.lines.values() if s.rules and s.rules.block
+    ]
+    assert blocked, "the fixture holds an open block"
+    assert before + decisions(resumed, recs[cut:]) == reference
+
+
+def test_format_2_live_calls_and_legs_are_read() -> None:
+    [(_, _, value)] = FORMAT_2["live"]
+    state, _ = decode_line(value.encode())
+    assert state.tenant == "t-9" and state.rules is not None
+    long_calls = state.rules.states["long-intl-call"]
+    assert isinstance(long_calls, LiveCalls)
+    assert long_calls.tags == {"up-1": "+232", "up-2": "+44"}
+    assert state.rules.legs is not None
+    assert state.rules.legs["up-1"][2] == DestinationTable.load_default().lookup("+232")
+    # written again as format 3, it reads back the same
+    assert decode_line(encode_line(state, 4)) == (state, 4)

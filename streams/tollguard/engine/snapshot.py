@@ -1,33 +1,30 @@
 """Line state to bytes and back, for the changelog that makes state durable.
 
-The engine's state is plain slotted objects, lists, dicts, sets, tuples, ints
-and strings. This codec walks that shape generically, so a new rule kind's
-state is persisted without writing a serializer for it, and it only ever
-rebuilds classes from the engine's own modules: a changelog record can never
-make the worker construct anything else (unlike pickle).
+Line state is a tree of msgspec Structs (`LineState`, `LineRules`, the rule
+kinds' windows), the dataclasses of an open block, and lists, dicts, tuples,
+ints and strings. Format 3 encodes that tree with msgspec, in C: Structs as
+arrays, a rule's state tagged with its class name. It decodes against the
+same types, so a record can only ever become line state (never any other
+object, unlike pickle), and a record that does not fit is refused whole.
+
+Formats 1 and 2 walked objects generically as `{"c": class, "f": fields}`;
+their records are still read, reshaped into format 3 and converted.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable
-from functools import cache
-from operator import attrgetter
 from typing import Any
 
+import msgspec
 import orjson
 
-_MODULES = (
-    "tollguard.engine.engine",
-    "tollguard.engine.events",
-    "tollguard.engine.windows",
-    "tollguard.signals.model",
-    "tollguard.numbering.plan",
-)
-_KINDS_PACKAGE = "tollguard.engine.kinds"
-# 2: rule-related fields of LineState moved into LineRules (1 is still read).
-FORMAT = 2
+from tollguard.engine.engine import LineRules, LineState
+from tollguard.engine.kinds.live import LiveCalls
+from tollguard.engine.kinds.new_destination import NewDestinationState
+from tollguard.engine.windows import KeyedWindow, SlidingWindow, SumWindow
+
+# 2: rule-related fields of LineState moved into LineRules; 3: msgspec, typed.
+FORMAT = 3
 # LineState's slots in format 1, in record order.
 _V1_LINE_FIELDS = (
     "alerting",
@@ -54,123 +51,135 @@ _V1_RULE_FIELDS = (
 )
 
 
+# Each class's fields in format-2 records (its slots then), in record order.
+_V2_FIELDS = {
+    "LineState": ("first_ts", "max_ts", "rules", "tenant"),
+    "LineRules": _V1_RULE_FIELDS,
+    "OpenBlock": ("signal", "expires_at", "cooldown_ms"),
+    "SlidingWindow": ("tags", "times"),
+    "KeyedWindow": ("counts", "keys", "range_digits", "ranges", "times"),
+    "SumWindow": ("amounts", "ids", "tags", "times", "total"),
+    "LiveCalls": ("calls", "tags"),
+    "NewDestinationState": ("seen", "window"),
+    "Destination": ("prefix", "country_code", "region", "name"),
+    "Evidence": (
+        "metric",
+        "value",
+        "threshold",
+        "window_s",
+        "first_event_ts",
+        "last_event_ts",
+        "sample_callees",
+        "destinations",
+    ),
+    "ControlSignal": (
+        "signal_id",
+        "action",
+        "line_id",
+        "tenant",
+        "scope",
+        "severity",
+        "rule_id",
+        "rules_version",
+        "reason",
+        "event_ts",
+        "expires_at",
+        "mode",
+        "source",
+        "actor",
+        "evidence",
+        "extra",
+    ),
+}
+_STRUCTS: dict[str, Any] = {
+    cls.__name__: cls
+    for cls in (
+        LineState,
+        LineRules,
+        SlidingWindow,
+        KeyedWindow,
+        SumWindow,
+        LiveCalls,
+        NewDestinationState,
+    )
+}
+_UNREADABLE = (msgspec.MsgspecError, ValueError, TypeError, RecursionError)
+
+
 class SnapshotError(ValueError):
     """A changelog record that cannot be turned back into line state."""
 
 
-def _slots(cls: type) -> tuple[str, ...]:
-    names: list[str] = []
-    for klass in reversed(cls.__mro__):
-        slots = klass.__dict__.get("__slots__", ())
-        names.extend([slots] if isinstance(slots, str) else slots)
-    return tuple(n for n in names if n not in ("__weakref__", "__dict__"))
+class _Record(msgspec.Struct):
+    v: int
+    o: int  # the input offset the state reflects (exclusive)
+    s: LineState
 
 
-@cache
-def _registry() -> dict[str, type]:
-    modules = [importlib.import_module(m) for m in _MODULES]
-    kinds = importlib.import_module(_KINDS_PACKAGE)
-    for info in pkgutil.iter_modules(kinds.__path__):
-        modules.append(importlib.import_module(f"{_KINDS_PACKAGE}.{info.name}"))
-    found: dict[str, type] = {}
-    for module in modules:
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and value.__module__ == module.__name__
-                and "__slots__" in value.__dict__
-            ):
-                found[value.__name__] = value
-    return found
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(_Record).decode
 
 
-_SCALARS = frozenset({type(None), bool, int, float, str})
-_all_scalars = _SCALARS.issuperset
-
-
-def _fields_getter(names: tuple[str, ...]) -> Callable[[Any], Any]:
-    def fetch(obj: Any) -> tuple[Any, ...]:
-        return tuple(getattr(obj, n) for n in names)
-
-    return fetch
-
-
-@cache
-def _classes() -> dict[type, tuple[str, tuple[str, ...], Callable[[Any], Any]]]:
-    info: dict[type, tuple[str, tuple[str, ...], Callable[[Any], Any]]] = {}
-    for name, cls in _registry().items():
-        slots = _slots(cls)
-        # attrgetter of one name returns the value itself, not a 1-tuple
-        fetch = attrgetter(*slots) if len(slots) > 1 else _fields_getter(slots)
-        info[cls] = (name, slots, fetch)
-    return info
-
-
-def _encode(value: Any) -> Any:
-    # Checkpoints re-encode every changed line each second. Containers whose
-    # items are all scalars (the bulk of any window) are handed to orjson as
-    # they are, checked by one C-level pass, rather than copied item by item.
-    t = type(value)
-    if t in _SCALARS:
-        return value
-    if t is list:
-        if _all_scalars(map(type, value)):
-            return value
-        return [v if type(v) in _SCALARS else _encode(v) for v in value]
-    if t is dict:
-        if _all_scalars(map(type, value)) and _all_scalars(map(type, value.values())):
-            return {"d": list(value.items())}  # (k, v) tuples serialise as [k, v]
-        return {
-            "d": [
-                [k if type(k) in _SCALARS else _encode(k), v if type(v) in _SCALARS else _encode(v)]
-                for k, v in value.items()
-            ]
-        }
-    if t is tuple:
-        return {"t": value if _all_scalars(map(type, value)) else [_encode(v) for v in value]}
-    if t is set or t is frozenset:
-        return {"s": [_encode(v) for v in sorted(value, key=repr)]}
-    info = _classes().get(t)
-    if info is None:
-        raise SnapshotError(f"cannot persist a {t.__module__}.{t.__name__}")
-    name, slots, fetch = info
-    try:
-        values = fetch(value)
-    except AttributeError:  # a slot never assigned
-        values = tuple(getattr(value, n, None) for n in slots)
-    if _all_scalars(map(type, values)):
-        return {"c": name, "f": values}
-    return {"c": name, "f": [v if type(v) in _SCALARS else _encode(v) for v in values]}
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "t" in value:
-        return tuple(_decode(v) for v in value["t"])
-    if "s" in value:
-        return {_decode(v) for v in value["s"]}
-    if "d" in value:
-        return {_decode(k): _decode(v) for k, v in value["d"]}
-    name = value.get("c")
-    cls = _registry().get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise SnapshotError(f"unknown state class {name!r}")
-    obj: Any = object.__new__(cls)
-    names = _classes()[cls][1]
-    fields = value.get("f", [])
-    if len(fields) != len(names):
-        raise SnapshotError(f"{name} has {len(names)} fields, the record {len(fields)}")
-    for slot, field in zip(names, fields, strict=True):
-        object.__setattr__(obj, slot, _decode(field))
-    return obj
-
-
-def encode_line(state: Any, offset: int) -> bytes:
+def encode_line(state: LineState, offset: int) -> bytes:
     """A changelog value: the line's state as of input `offset` (exclusive)."""
-    return orjson.dumps({"v": FORMAT, "o": offset, "s": _encode(state)})
+    return _encode(_Record(FORMAT, offset, state))
+
+
+def decode_line(data: bytes) -> tuple[LineState, int]:
+    """The state and the input offset it reflects; SnapshotError if unusable."""
+    try:
+        record = _decode(data)
+    except _UNREADABLE:
+        return _decode_older(data)
+    if record.v != FORMAT:
+        raise SnapshotError(f"state record of format {record.v} shaped as format {FORMAT}")
+    return record.s, record.o
+
+
+def _decode_older(data: bytes) -> tuple[LineState, int]:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise SnapshotError(f"not a state record: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") not in (1, 2):
+        raise SnapshotError("state record of an unknown format")
+    offset = doc.get("o")
+    if not isinstance(offset, int):
+        raise SnapshotError("state record without an input offset")
+    try:
+        body = _from_v1(doc.get("s")) if doc["v"] == 1 else doc.get("s")
+        state = msgspec.convert(_from_v2(body), LineState)
+    except _UNREADABLE as exc:
+        raise SnapshotError(f"state record does not fit the engine: {exc}") from None
+    return state, offset
+
+
+def _from_v2(node: Any) -> Any:
+    """A format-2 value reshaped as format 3 would write it (still plain JSON values)."""
+    if isinstance(node, list):
+        return [_from_v2(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "t" in node:  # a tuple
+        return [_from_v2(v) for v in node["t"]]
+    if "s" in node:  # a set
+        return [_from_v2(v) for v in node["s"]]
+    if "d" in node:
+        return {k: _from_v2(v) for k, v in node["d"]}
+    name = node.get("c")
+    if not isinstance(name, str) or name not in _V2_FIELDS:
+        raise SnapshotError(f"unknown state class {name!r}")
+    names = _V2_FIELDS[name]
+    fields = node.get("f")
+    if not isinstance(fields, list) or len(fields) != len(names):
+        raise SnapshotError(f"{name} record of the wrong shape")
+    values = {n: _from_v2(f) for n, f in zip(names, fields, strict=True)}
+    cls = _STRUCTS.get(name)
+    if cls is None:  # a dataclass: an object of its fields
+        return values
+    ordered = [values[f] for f in cls.__struct_fields__]
+    tag = cls.__struct_config__.tag
+    return [tag, *ordered] if tag else ordered
 
 
 def _from_v1(doc: Any) -> Any:
@@ -192,21 +201,3 @@ def _from_v1(doc: Any) -> Any:
         }
     rules = {"c": "LineRules", "f": [old[f] for f in _V1_RULE_FIELDS]} if has_rules else None
     return {"c": "LineState", "f": [old["first_ts"], old["max_ts"], rules, old["tenant"]]}
-
-
-def decode_line(data: bytes) -> tuple[Any, int]:
-    """The state and the input offset it reflects; SnapshotError if unusable."""
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise SnapshotError(f"not a state record: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("v") not in (1, FORMAT):
-        raise SnapshotError("state record of an unknown format")
-    offset = doc.get("o")
-    if not isinstance(offset, int):
-        raise SnapshotError("state record without an input offset")
-    try:
-        body = _from_v1(doc.get("s")) if doc["v"] == 1 else doc.get("s")
-        return _decode(body), offset
-    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
-        raise SnapshotError(f"state record does not fit the engine: {exc}") from None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from msgspec import Struct, field
+
 
 def _position(times: list[int], ts: int) -> int:
     """Where `ts` goes to keep `times` sorted (the end, unless the call is late)."""
@@ -31,17 +33,20 @@ def _count_tags(tags: list[str]) -> dict[str, int]:
     return counts
 
 
-class SlidingWindow:
+# Window and other per-line state types are msgspec Structs: the changelog
+# codec (`tollguard.engine.snapshot`) encodes and decodes them in C, tagged by
+# class name, and `gc=False` spares the collector (and 16 bytes an object):
+# line state is a tree, so it can hold no reference cycle.
+
+
+class SlidingWindow(Struct, tag=True, array_like=True, gc=False):
     """Times (ms) and one tag each (e.g. the destination) of recent matching calls.
 
     The window at time `now` holds calls with `now - span < ts <= now`.
     """
 
-    __slots__ = ("tags", "times")
-
-    def __init__(self) -> None:
-        self.times: list[int] = []
-        self.tags: list[str] = []
+    times: list[int] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
     def add(self, ts: int, tag: str, now: int, span: int, cap: int) -> int:
         """Record one call and return the count in the window ending at `now`."""
@@ -72,7 +77,7 @@ class SlidingWindow:
         return _count_tags(self.tags)
 
 
-class KeyedWindow:
+class KeyedWindow(Struct, tag=True, array_like=True, gc=False):
     """Recent calls with a key each (a number or a country), and how often each key occurs.
 
     Used by `distinct` (how many keys), `repeat` (how often this key) and range
@@ -83,14 +88,15 @@ class KeyedWindow:
     `ranges` is only allocated for range walks: range -> distinct numbers in it.
     """
 
-    __slots__ = ("counts", "keys", "range_digits", "ranges", "times")
+    range_digits: int = 0
+    times: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    ranges: dict[str, int] | None = None
 
-    def __init__(self, range_digits: int = 0) -> None:
-        self.times: list[int] = []
-        self.keys: list[str] = []
-        self.counts: dict[str, int] = {}
-        self.range_digits = range_digits
-        self.ranges: dict[str, int] | None = {} if range_digits else None
+    def __post_init__(self) -> None:
+        if self.range_digits and self.ranges is None:
+            self.ranges = {}
 
     def range_of(self, key: str) -> str:
         return key[: len(key) - self.range_digits]
@@ -141,7 +147,7 @@ class KeyedWindow:
         return len(self.times)
 
 
-class SumWindow:
+class SumWindow(Struct, tag=True, array_like=True, gc=False):
     """Recent calls with an integer amount each (e.g. cost), and the window's total.
 
     Entries carry the call id so a later event (a release with the real
@@ -149,14 +155,11 @@ class SumWindow:
     dropped, which can only lower the total.
     """
 
-    __slots__ = ("amounts", "ids", "tags", "times", "total")
-
-    def __init__(self) -> None:
-        self.times: list[int] = []
-        self.amounts: list[int] = []
-        self.ids: list[str] = []
-        self.tags: list[str] = []
-        self.total = 0
+    times: list[int] = field(default_factory=list)
+    amounts: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    total: int = 0
 
     def add(
         self, ts: int, amount: int, call_id: str, tag: str, now: int, span: int, cap: int

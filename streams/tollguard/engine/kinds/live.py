@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from msgspec import Struct, field
+
 
 @dataclass(frozen=True, slots=True)
 class LiveParams:
     release_timeout_ms: int = 4 * 3_600_000
 
 
-class LiveCalls:
-    __slots__ = ("calls", "tags")
-
-    def __init__(self, keep_tags: bool = False) -> None:
-        # call id -> answer time; insertion order is (nearly) answer order
-        self.calls: dict[str, int] = {}
-        # call id -> destination tag, for rules that report on one call (long_call)
-        self.tags: dict[str, str] | None = {} if keep_tags else None
+class LiveCalls(Struct, tag=True, array_like=True, gc=False):
+    # call id -> answer time; insertion order is (nearly) answer order
+    calls: dict[str, int] = field(default_factory=dict)
+    # call id -> destination tag, for rules that report on one call (long_call)
+    tags: dict[str, str] | None = None
 
     def answer(self, call_id: str, ts: int, timeout_ms: int, tag: str = "") -> None:
         calls = self.calls

@@ -34,7 +34,7 @@ class LongCallKind(Kind):
         return False
 
     def new_state(self, rule: Any) -> LiveCalls:
-        return LiveCalls(keep_tags=True)
+        return LiveCalls(tags={})
 
     def observe(self, rule: Any, st: Any, event: CallEvent, tag: str, line: Any) -> float:
         live: LiveCalls = st

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from msgspec import Struct, field
+
 from tollguard.engine.events import CallEvent
 from tollguard.engine.kinds.base import NO_DECISION, Kind, fmt
 from tollguard.engine.windows import SlidingWindow
@@ -31,15 +33,12 @@ class NewDestinationParams:
     max_destinations: int = 64
 
 
-class NewDestinationState:
-    __slots__ = ("seen", "window")
-
-    def __init__(self) -> None:
-        # destination tag -> event time first seen; dict order = least recently called first
-        self.seen: dict[str, int] = {}
-        # Created by the first call that counts: a line still learning, or one
-        # that only calls known destinations, never needs it.
-        self.window: SlidingWindow | None = None
+class NewDestinationState(Struct, tag=True, array_like=True, gc=False):
+    # destination tag -> event time first seen; dict order = least recently called first
+    seen: dict[str, int] = field(default_factory=dict)
+    # Created by the first call that counts: a line still learning, or one
+    # that only calls known destinations, never needs it.
+    window: SlidingWindow | None = None
 
 
 class NewDestinationKind(Kind):
