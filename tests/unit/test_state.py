@@ -155,23 +155,6 @@ def test_only_events_that_change_durable_state_mark_the_line() -> None:
     assert dirty_after(ts=T0 + 3_600_000) == {"line-1"}  # last-seen moved a granule on
 
 
-def test_eviction_scan_forgets_setups_too_old_to_be_answered() -> None:
-    proc = processor()
-    engine = proc.engine(0)
-    setup = {"call_id": "c1", "line_id": "line-1", "ts": T0, "callee": "01023276123456"}
-    later = {"call_id": "c2", "line_id": "line-2", "ts": T0 + 600_000, "callee": "0312345678"}
-    for i, e in enumerate((setup, later)):
-        proc.process([RawRecord("calls.events", 0, i, b"k", orjson.dumps(e))], T0)
-    assert engine.lines["line-1"].legs is not None  # kept to place an answer without callee
-    proc.checkpoint()
-    assert engine.evict_idle(T0 - 1) == []  # nothing idle for that long
-    assert engine.lines["line-1"].legs is None  # ten minutes on, the setup is forgotten
-    assert engine.dirty == {"line-1"}  # and the changelog learns it at the next checkpoint
-    restored = processor()
-    restored.restore(0, [(r.key, r.value) for r in proc.checkpoint()])
-    assert restored.engine(0).lines["line-1"].legs is None
-
-
 FORMAT_2 = orjson.loads((Path(__file__).parent / "data" / "changelog_v2.json").read_bytes())
 
 

@@ -579,33 +579,16 @@ class Engine:
                     self._schedule_long_call(rule, limits, line_id, call_id, answered)
 
     def evict_idle(self, before_ts: int) -> list[str]:
-        """Forget lines with no event since `before_ts` and no open block.
-
-        The same pass drops remembered setups older than LEG_MAX_AGE_MS on
-        the shard's clock: a line that called once keeps none for long.
-        """
-        idle: list[str] = []
-        oldest_leg = self.max_ts - LEG_MAX_AGE_MS
-        for line_id, state in self.lines.items():
-            line_rules = state.rules
-            if line_rules is None:
-                if state.max_ts < before_ts:
-                    idle.append(line_id)
-                continue
-            if (
-                state.max_ts < before_ts
-                and line_rules.block is None
-                and line_rules.shadow_block is None
-            ):
-                idle.append(line_id)
-                continue
-            legs = line_rules.legs
-            if legs is not None and (not legs or min(leg[0] for leg in legs.values()) < oldest_leg):
-                for call_id in [c for c, leg in legs.items() if leg[0] < oldest_leg]:
-                    del legs[call_id]
-                if not legs:
-                    line_rules.legs = None
-                self.dirty.add(line_id)
+        """Forget lines with no event since `before_ts` and no open block."""
+        idle = [
+            line_id
+            for line_id, state in self.lines.items()
+            if state.max_ts < before_ts
+            and (
+                state.rules is None
+                or (state.rules.block is None and state.rules.shadow_block is None)
+            )
+        ]
         for line_id in idle:
             del self.lines[line_id]
         return idle
