@@ -357,28 +357,20 @@ class EventParser:
         if duration is not None:
             duration = _duration(duration)
         callee = get("callee")
-        e164: str | None = None
-        dest: Destination | None = None
-        international = False
         if callee is not None:
             if type(callee) is not str:
                 raise EventError("bad_type", "callee must be a string")
             if len(callee) > 64:
                 raise EventError("bad_number", "callee is longer than 64 characters")
-            e164 = self.dial_plan.normalize(callee)
-            if e164 is None:
-                raise EventError("bad_number", f"callee {mask_number(callee)!r} is not a number")
-            dest = self.destinations.lookup(e164)
-            # A number no table knows is treated as international: unknown
-            # ranges are where revenue-share fraud hides.
-            international = dest is None or dest.region not in self.dial_plan.domestic_regions
-        elif etype == SETUP:
-            raise EventError("missing_field", "callee is required for setup events")
-        return CallEvent(
+        event = CallEvent(
             type=etype, call_id=call_id, ts_ms=ts_ms, line_id=line_id, tenant=tenant,
-            caller=caller, callee=callee, e164=e164, dest=dest, international=international,
-            src_ip=src_ip, trunk_id=trunk_id, duration_s=duration,
+            caller=caller, callee=callee, src_ip=src_ip, trunk_id=trunk_id, duration_s=duration,
         )  # fmt: skip
+        if not self._resolve((event,)):
+            if callee is None:
+                raise EventError("missing_field", "callee is required for setup events")
+            raise EventError("bad_number", f"callee {mask_number(callee)!r} is not a number")
+        return event
 
 
 def nesting_depth(value: Any) -> int:
