@@ -264,7 +264,7 @@ def worker_pool_rate(settings: Settings, n: int, workers: int, tmp: Path) -> flo
     procs: list[WorkerProcess] = []
     try:
         for i in range(workers):
-            procs.append(WorkerProcess(pool, tmp / f"worker-{workers}-{i}.log").start())
+            procs.append(WorkerProcess(pool, tmp / f"{pool.app_id}-{i}.log").start())
         return measure_rate(procs, n).rate
     finally:
         for w in procs:
@@ -400,10 +400,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((name, rate))
 
         say("tollguard worker, 1 process (default rule pack)...")
-        worker = WorkerProcess(settings, tmp / "worker.log").start()
-        run = measure_rate([worker], n)
-        worker.stop()
-        rows.append(("tollguard worker, default pack, 1 process", run.rate))
+        single_rate = worker_pool_rate(settings, n, 1, tmp)
+        rows.append(("tollguard worker, default pack, 1 process", single_rate))
         say("tollguard worker, 2 processes...")
         rows.append(
             ("tollguard worker, default pack, 2 processes", worker_pool_rate(settings, n, 2, tmp))
@@ -430,10 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         say("tollguard worker on envelopes, 1 process...")
-        env_worker = WorkerProcess(env_settings, tmp / "env-worker.log").start()
-        env_run = measure_rate([env_worker], env_events)
-        env_worker.stop()
-        rows.append(("tollguard worker, default pack, envelopes, 1 process", env_run.rate))
+        env_rate = worker_pool_rate(env_settings, env_events, 1, tmp)
+        rows.append(("tollguard worker, default pack, envelopes, 1 process", env_rate))
         say("tollguard worker on envelopes, 2 processes...")
         rows.append(
             (
@@ -455,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         rules.write_text(LATENCY_PACK)
         latency: dict[str, tuple[float, list[float]]] = {}
         for path, rate, envelope in (
-            ("envelopes", env_run.rate, args.envelope_size),
-            ("single", run.rate, 0),
+            ("envelopes", env_rate, args.envelope_size),
+            ("single", single_rate, 0),
         ):
             load = max(0.2 * rate, 50.0)
             say(f"latency, {path} path, at 20% of its capacity ({load:,.0f} events/s)...")
@@ -482,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         "lines": args.lines,
         "partitions": args.partitions,
         "pipelines": {name: round(rate) for name, rate in rows},
-        "worker_to_raw": round(run.rate / raw, 4),
-        "envelope_worker_to_raw": round(env_run.rate / raw, 4),
+        "worker_to_raw": round(single_rate / raw, 4),
+        "envelope_worker_to_raw": round(env_rate / raw, 4),
         "latency": {
             path: {
                 "events_per_s": round(load),
