@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,22 +12,13 @@ from tollguard.app.topics import ensure_tollguard_topics
 from tollguard.cli.control import manual_signal, parse_scope, parse_ttl
 from tollguard.config import Settings
 from tollguard.signals.schema import validate_control_signal
-from tollguard.testing.worker_process import isolated_settings, read_until, settings_env
+from tollguard.testing.worker_process import isolated_settings, read_until, run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(settings: Settings, *argv: str) -> str:
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TOLLGUARD_CONFIG", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "tollguard.cli.main", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_cli(settings, *argv)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,7 +26,7 @@ from kafka import KafkaProducer  # type: ignore[import-untyped]
 from tests.conftest import TopicFactory
 from tollguard.adapters.packer import PackerError, PackerMetrics, partition_for, run_packer
 from tollguard.config import Settings, load_settings
-from tollguard.testing.worker_process import settings_env
+from tollguard.testing.worker_process import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -233,18 +229,7 @@ def test_partition_counts_must_match(kafka_bootstrap: str, topic_factory: TopicF
         asyncio.run(run_packer(settings, input_topic, 500, 5, asyncio.Event()))
 
     # The command says the same, with exit status 1.
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TOLLGUARD_CONFIG", None)
-    argv = ["ingest", "pack", "--input-topic", input_topic, "--web-port", "0"]
-    result = subprocess.run(
-        [sys.executable, "-m", "tollguard.cli.main", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    result = run_cli(settings, "ingest", "pack", "--input-topic", input_topic, "--web-port", "0")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"input topic {input_topic!r} has 2 partitions" in result.stderr
     assert f"{settings.topic_events!r} has 4" in result.stderr

@@ -35,6 +35,7 @@ from tollguard.testing.worker_process import (
     WorkerProcess,
     isolated_settings,
     produce,
+    run_cli,
     settings_env,
 )
 
@@ -347,19 +348,6 @@ def test_every_mechanism_and_both_client_libraries(
     assert asyncio.run(roundtrip()) == b"hello"
 
 
-def _cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TOLLGUARD_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "tollguard.cli.main", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_manual_block_is_authorised_by_kafka_acls(
     secure_broker: SecureBroker, tmp_path: Path
 ) -> None:
@@ -377,7 +365,7 @@ def test_manual_block_is_authorised_by_kafka_acls(
     owner = _secure_settings(secure_broker, tmp_path)
     ensure_tollguard_topics(owner)
     eve = replace(owner, sasl_username="noc-eve", sasl_password=PASSWORD_NOC)
-    refused = _cli(eve, "block", "pbx-9", "--actor", "eve", "--reason", "test")
+    refused = run_cli(eve, "block", "pbx-9", "--actor", "eve", "--reason", "test")
     output = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert "may not write to" in output and "noc-eve" in output, output
@@ -397,7 +385,7 @@ def test_manual_block_is_authorised_by_kafka_acls(
         admin.create_acls(acls)
     ana = replace(owner, sasl_username="noc-ana", sasl_password=PASSWORD_NOC)
     for _ in range(20):  # the new ACLs reach the broker through the metadata log
-        done = _cli(ana, "block", "pbx-9", "--actor", "ana", "--reason", "hijacked PBX")
+        done = run_cli(ana, "block", "pbx-9", "--actor", "ana", "--reason", "hijacked PBX")
         if done.returncode == 0:
             break
         time.sleep(0.5)

@@ -51,6 +51,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {f"TOLLGUARD_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(settings)}
 
 
+def run_cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`tollguard <argv>` as its own process under exactly `settings` (no config file)."""
+    env = {**os.environ, **settings_env(settings)}
+    env.pop("TOLLGUARD_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tollguard.cli.main", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @dataclass
 class WorkerProcess:
     settings: Settings
