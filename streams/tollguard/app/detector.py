@@ -41,6 +41,9 @@ from tollguard.signals.model import ControlSignal
 
 log = logging.getLogger("tollguard.detector")
 
+# Time a checkpoint round may take between two batches (more after a long batch).
+_CHECKPOINT_SLICE_S = 0.005
+
 
 def kafka_client_config(settings: Settings) -> dict[str, Any]:
     """Connection settings (bootstrap, TLS, SASL) shared by every aiokafka client."""
@@ -180,12 +183,19 @@ class Detector(Service):
             # At most about `batch_size` events a loop, however many an envelope
             # holds: a loop blocks heartbeats, timers and /metrics while it runs.
             records = max(1, int(batch_size / self.processor.events_per_record))
-            fetched = await consumer.getmany(timeout_ms=200, max_records=records)
+            # An open checkpoint round goes on between batches, even with no events.
+            checkpointing = self.processor.round is not None
+            fetched = await consumer.getmany(
+                timeout_ms=0 if checkpointing else 200, max_records=records
+            )
             async with self._lock:
+                handled = time.perf_counter()
                 if fetched:
                     await self._handle(fetched)
-                await self._commit()
-            if fetched:
+                # A saturated worker's long batches earn longer slices: rounds still end.
+                spent = time.perf_counter() - handled
+                await self._commit(slice_s=max(_CHECKPOINT_SLICE_S, spent / 4))
+            if fetched or checkpointing:
                 busy.inc(time.perf_counter() - started)
 
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
@@ -227,13 +237,12 @@ class Detector(Service):
             await self.publish(out)
         _log_signals(out.signals)
 
-    async def _checkpoint(self) -> None:
-        """Hand every changed line's state to the producer (acks are awaited by the commit)."""
-        producer = self.producer
-        assert producer is not None
-        records = self.processor.checkpoint(self.settings.idle_evict_s * 1000)
+    async def _write_state(self, records: list[StateRecord]) -> None:
+        """Hand changelog records to the producer (acks are awaited by the commit)."""
         if not records:
             return
+        producer = self.producer
+        assert producer is not None
         topic = self.settings.state_topic
         # Whole record batches per partition: `send()` per line costs more than
         # encoding the line (profiled at ~15 us a record).
@@ -251,30 +260,46 @@ class Detector(Service):
             pending.append(await producer.send_batch(batch, topic, partition=partition))
         self.metrics.state_writes.inc(len(records))
 
-    async def _commit(self, force: bool = False) -> None:
+    async def _commit(self, force: bool = False, slice_s: float = _CHECKPOINT_SLICE_S) -> None:
         """Checkpoint, then commit the input offsets once everything before is acknowledged.
 
-        Runs under the lock, between batches. Unless forced (stop, rebalance),
-        the wait for acknowledgements and the commit itself run as a task
-        while the loop goes on; one such task at a time, so commits stay in order.
+        Runs under the lock, between batches. A checkpoint round opens every
+        `commit_interval_s` and writes its lines `slice_s` of CPU time at a
+        time, one slice between batches, so decisions never wait for a whole
+        checkpoint. When its last line is written, waiting for the
+        acknowledgements and the commit itself run as a task while the loop
+        goes on; one such task at a time, so commits stay in order. Forced
+        (stop, rebalance), everything is written and committed before return.
         """
         now = time.monotonic()
-        positions = self.processor.positions
-        if not positions or self.consumer is None:
+        processor = self.processor
+        if not processor.positions or self.consumer is None:
             return
-        in_flight = self._committing is not None and not self._committing.done()
-        if not force and (in_flight or now - self._last_commit < self.settings.commit_interval_s):
-            return
-        if self._committing is not None:
-            await self._committing  # a failed send raises here too
-            self._committing = None
-        await self._checkpoint()
-        # The processor's next offset per partition: every record before it has
-        # been handed to the producer (this runs under the lock, between batches).
+        idle_ms = self.settings.idle_evict_s * 1000
+        if force:
+            if self._committing is not None:
+                await self._committing  # a failed send raises here too
+                self._committing = None
+            await self._write_state(processor.checkpoint(idle_ms))
+            # Every record before these offsets has been handed to the producer.
+            positions = dict(processor.positions)
+        else:
+            if processor.round is None:
+                in_flight = self._committing is not None and not self._committing.done()
+                if in_flight or now - self._last_commit < self.settings.commit_interval_s:
+                    return
+                if self._committing is not None:
+                    await self._committing
+                    self._committing = None
+                processor.open_checkpoint(idle_ms)
+                self._last_commit = now
+            await self._write_state(processor.checkpoint_step(time.perf_counter() + slice_s))
+            if not processor.checkpoint_written:
+                return
+            positions = processor.close_checkpoint()
         topic = self.settings.topic_events
         offsets = {TopicPartition(topic, p): o for p, o in positions.items()}
         pending, self._unacked = self._unacked, []
-        self._last_commit = now
         if force:
             await self._acked_then_commit(pending, offsets)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from time import monotonic, time
+from time import monotonic, perf_counter, time
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -86,6 +86,41 @@ def dead_letter(
     return orjson.dumps(letter)
 
 
+# Lines a checkpoint step handles between looks at the clock (a few hundred us).
+_STEP_LINES = 128
+
+
+@dataclass(slots=True)
+class _IdleScan:
+    """A partition's lines still to check for idleness, in slices."""
+
+    line_ids: list[str]
+    before_ts: int
+    next: int = 0
+
+    def take(self, n: int) -> list[str]:
+        chunk = self.line_ids[self.next : self.next + n]
+        self.next += n
+        return chunk
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.line_ids)
+
+
+@dataclass(slots=True)
+class _PartitionWork:
+    partition: int
+    dirty: set[str]
+    idle: _IdleScan | None
+
+
+@dataclass(slots=True)
+class _Round:
+    positions: dict[int, int]  # input offsets the round covers, per partition
+    work: list[_PartitionWork]
+
+
 class BatchProcessor:
     def __init__(
         self,
@@ -118,6 +153,7 @@ class BatchProcessor:
         # Finding idle lines walks every line, so it runs this often at most.
         self.evict_scan_s = evict_scan_s
         self._last_evict_scan = monotonic()
+        self.round: _Round | None = None
         self.pack = pack
         self.parser = self._parser(pack)
         metrics.announce_rules(pack.version, [(r.id, r.limits.mode) for r in pack.rules])
@@ -150,39 +186,109 @@ class BatchProcessor:
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         for p in partitions:
+            if self.round is not None:
+                self.round.positions.pop(p, None)
             self.engines.pop(p, None)
             self.positions.pop(p, None)
             self.covered.pop(p, None)
 
     def checkpoint(self, idle_ms: int | None = None) -> list[StateRecord]:
-        """Changelog writes for every line changed since the last checkpoint.
+        """Changelog writes for every line changed until now, all at once.
 
-        Lines idle for `idle_ms` of event time (and not blocked) are evicted
-        here too, and written as tombstones so the changelog forgets them;
-        the same scan first hands freed heap back to the OS.
+        Finishes an open round first. Once these are acknowledged, the current
+        `positions` may be committed.
         """
-        records: list[StateRecord] = []
+        records = []
+        if self.round is not None:
+            records = self.checkpoint_step()
+            self.close_checkpoint()
+        self.open_checkpoint(idle_ms)
+        records += self.checkpoint_step()
+        self.close_checkpoint()
+        return records
+
+    def open_checkpoint(self, idle_ms: int | None = None) -> None:
+        """Start a checkpoint round: the lines changed so far, and the offsets they cover.
+
+        Its writes are made by `checkpoint_step`, a slice at a time between
+        batches, because encoding every changed line at once stalls decisions
+        (about 0.3 s for 100,000 lines). The round's offsets may be committed
+        once all of its writes are acknowledged. Lines idle for `idle_ms` of
+        event time (and not blocked) are evicted by the round too, and written
+        as tombstones so the changelog forgets them; the round first hands
+        freed heap back to the OS.
+        """
+        assert self.round is None, "a checkpoint round is already open"
         scan = idle_ms is not None and monotonic() - self._last_evict_scan >= self.evict_scan_s
         if scan:
             self._last_evict_scan = monotonic()
-            # Before encoding: what the last checkpoint's records held is free by now.
+            # What the last round's records held is free by now.
             release_free_memory()
+        work: list[_PartitionWork] = []
         for partition, engine in self.engines.items():
             dirty, engine.dirty = engine.dirty, set()
-            if scan and idle_ms is not None:
-                dirty.update(engine.evict_idle(engine.max_ts - idle_ms))
-            if not dirty:
+            idle = None
+            if scan and idle_ms is not None and engine.lines:
+                idle = _IdleScan(list(engine.lines), engine.max_ts - idle_ms)
+            if dirty or idle:
+                work.append(_PartitionWork(partition, dirty, idle))
+        self.round = _Round(dict(self.positions), work)
+
+    def checkpoint_step(self, deadline: float | None = None) -> list[StateRecord]:
+        """The open round's next writes, until `perf_counter()` passes `deadline` (None: all).
+
+        Each line is written as it is now, with the offset the processor has
+        reached now: replaying from that offset would never apply an event
+        twice, even if the line changed after the round opened.
+        """
+        checkpoint = self.round
+        assert checkpoint is not None, "no checkpoint round is open"
+        records: list[StateRecord] = []
+        work = checkpoint.work
+        while work:
+            item = work[-1]
+            partition = item.partition
+            engine = self.engines.get(partition)
+            if engine is None:  # partition dropped since the round opened
+                work.pop()
                 continue
             offset = self.positions.get(partition, 0)
-            lines = engine.lines
-            for line_id in dirty:
-                state = lines.get(line_id)
-                value = None if state is None else encode_line(state, offset)
-                records.append(StateRecord(partition, line_id.encode(), value))
+            key_of = str.encode
+            scan = item.idle
+            if scan is not None:
+                for line_id in engine.evict_idle(scan.before_ts, scan.take(8 * _STEP_LINES)):
+                    item.dirty.discard(line_id)
+                    records.append(StateRecord(partition, key_of(line_id), None))
+                if scan.done:
+                    item.idle = None
+            else:
+                lines, dirty = engine.lines, item.dirty
+                for _ in range(min(_STEP_LINES, len(dirty))):
+                    line_id = dirty.pop()
+                    state = lines.get(line_id)
+                    value = None if state is None else encode_line(state, offset)
+                    records.append(StateRecord(partition, key_of(line_id), value))
+                if not dirty:
+                    work.pop()
+            if deadline is not None and perf_counter() >= deadline:
+                break
+        return records
+
+    @property
+    def checkpoint_written(self) -> bool:
+        """Every write of the open round has been handed out."""
+        return self.round is not None and not self.round.work
+
+    def close_checkpoint(self) -> dict[int, int]:
+        """End the round; its offsets, to commit once its writes are acknowledged."""
+        checkpoint = self.round
+        assert checkpoint is not None and not checkpoint.work, "round has writes left"
+        self.round = None
+        for partition, offset in checkpoint.positions.items():
             covered = self.covered.get(partition)
             if covered and offset >= max(covered.values()):
                 del self.covered[partition]  # replay has passed every restored line
-        return records
+        return checkpoint.positions
 
     def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> int:
         """Rebuild a partition's engine from its changelog (oldest record first)."""

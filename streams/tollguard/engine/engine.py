@@ -22,6 +22,7 @@ when a value crosses a threshold is decided here, the same for every kind:
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
@@ -578,17 +579,21 @@ class Engine:
                 for call_id, answered in live.calls.items():
                     self._schedule_long_call(rule, limits, line_id, call_id, answered)
 
-    def evict_idle(self, before_ts: int) -> list[str]:
-        """Forget lines with no event since `before_ts` and no open block."""
-        idle = [
-            line_id
-            for line_id, state in self.lines.items()
-            if state.max_ts < before_ts
-            and (
-                state.rules is None
-                or (state.rules.block is None and state.rules.shadow_block is None)
-            )
-        ]
+    def evict_idle(self, before_ts: int, among: Iterable[str] | None = None) -> list[str]:
+        """Forget lines (of `among`, or all) with no event since `before_ts` and no open block."""
+        lines = self.lines
+        idle = []
+        for line_id in lines if among is None else among:
+            state = lines.get(line_id)
+            if (
+                state is not None
+                and state.max_ts < before_ts
+                and (
+                    state.rules is None
+                    or (state.rules.block is None and state.rules.shadow_block is None)
+                )
+            ):
+                idle.append(line_id)
         for line_id in idle:
-            del self.lines[line_id]
+            del lines[line_id]
         return idle
