@@ -86,7 +86,10 @@ class Detector(Service):
             **common,
             acks="all",
             enable_idempotence=s.producer_idempotence,
-            linger_ms=2,
+            # A signal leaves as soon as the loop yields; while a batch is being
+            # decided, records pile up into batches anyway. linger_ms=2 measured
+            # 4-6 ms from send to a consumer instead of 1.5-2.
+            linger_ms=0,
             max_batch_size=256 * 1024,
         )
         await self.producer.start()
