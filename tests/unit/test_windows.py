@@ -41,4 +41,4 @@ def test_matches_brute_force_model_up_to_the_cap(
         seen.append(ts)
         got = w.add(ts, "x", now, span, cap)
         assert got == min(brute_count(seen, now, span), cap)
-        assert w.times == sorted(w.times)
+        assert list(w.times) == sorted(w.times)

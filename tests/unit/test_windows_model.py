@@ -57,7 +57,7 @@ def test_keyed_window_matches_brute_force(
             rng = number[: len(number) - range_digits]
             expected = len({k for _, k in live if k[: len(k) - range_digits] == rng})
             assert w.ranges is not None and w.ranges.get(rng, 0) == expected
-        assert w.times == sorted(w.times)
+        assert list(w.times) == sorted(w.times)
 
 
 @given(steps, st.integers(1, 30_000))

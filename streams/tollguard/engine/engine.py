@@ -105,7 +105,7 @@ class LineRules(Struct, array_like=True, gc=False):
     shadow_block: OpenBlock | None = None
     cooldown_until: int = 0
     shadow_cooldown_until: int = 0
-    recent: list[str] | None = None
+    recent: tuple[str, ...] | None = None
     # call id -> (setup time, e164, destination, international) of recent setups
     legs: dict[str, Leg] | None = None
 
@@ -305,12 +305,8 @@ class Engine:
         if matched:
             self.dirty.add(line_id)
             if etype == SETUP and event.e164 is not None and line_rules is not None:
-                recent = line_rules.recent
-                if recent is None:
-                    recent = line_rules.recent = []
-                recent.append(event.e164)
-                if len(recent) > SAMPLE_CALLEES:
-                    del recent[0]
+                recent = (line_rules.recent or ()) + (event.e164,)
+                line_rules.recent = recent[-SAMPLE_CALLEES:]
         if self._due and self._due[0][0] <= self.max_ts:
             self._run_due(out)
         return None
