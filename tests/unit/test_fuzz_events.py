@@ -219,3 +219,20 @@ def test_short_fuzz_run_of_the_bench() -> None:
     assert result.ok, result.problems[:5]
     assert result.good > 0 and result.dead_letters > 0
     assert set(result.reasons) <= set(REJECT_REASONS)
+
+
+def test_a_bad_number_inside_an_envelope_costs_only_its_own_verdict() -> None:
+    """Good events keep the fast path's result; the bad one gets the reference verdict."""
+    good = {"call_id": "c1", "ts": T0, "line_id": "l", "callee": "01023276123456"}
+    short_code = {"call_id": "c2", "ts": T0, "line_id": "l", "callee": "110", "x": 1}
+    no_callee = {"call_id": "c3", "ts": T0, "line_id": "l"}
+    raw = orjson.dumps([good, short_code, {**good, "call_id": "c4"}, no_callee])
+    fast = PARSER.parse_envelope(raw)
+    assert fast == PARSER._parse_envelope_slowly(raw)
+    assert [getattr(item, "reason", "ok") for item in fast] == [
+        "ok",
+        "bad_number",
+        "ok",
+        "missing_field",
+    ]
+    assert fast[1].item == short_code  # type: ignore[union-attr]  # as the sender wrote it

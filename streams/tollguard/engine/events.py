@@ -221,7 +221,7 @@ class EventParser:
             except _UNDECODABLE:
                 pass
             else:
-                if self._resolve((event,)):
+                if not self._unresolved((event,)):
                     return event
         return self._parse_slowly(raw)
 
@@ -245,28 +245,31 @@ class EventParser:
                 raise EventError("oversize", f"nesting depth {depth}, limit {self.max_depth}")
         return self.from_dict(obj)
 
-    def _resolve(self, events: Sequence[CallEvent]) -> bool:
-        """Resolve decoded events' numbers; False if one needs the slow path's verdict."""
+    def _unresolved(self, events: Sequence[CallEvent]) -> list[int]:
+        """Resolve decoded events' numbers; where those needing the slow path's verdict are."""
         normalize = self.dial_plan.normalize
         lookup = self.destinations.lookup
         domestic = self.dial_plan.domestic_regions
-        for event in events:
+        unresolved: list[int] = []
+        for index, event in enumerate(events):
             callee = event.callee
             if callee is None:
                 if event.type == SETUP:
-                    return False  # missing_field
+                    unresolved.append(index)  # missing_field
+                    continue
                 event.e164 = event.dest = None
                 event.international = False
                 continue
             e164 = normalize(callee)
             if e164 is None:
-                return False  # bad_number
+                unresolved.append(index)  # bad_number
+                continue
             event.e164 = e164
             dest = event.dest = lookup(e164)
             # A number no table knows is treated as international: unknown
             # ranges are where revenue-share fraud hides.
             event.international = dest is None or dest.region not in domestic
-        return True
+        return unresolved
 
     def parse_envelope(self, raw: bytes) -> Sequence[CallEvent | EnvelopeItemError]:
         """Events of an envelope record, in order; a bad element is returned as its error.
@@ -286,13 +289,37 @@ class EventParser:
             pass
         else:
             # One bracket for the array and one brace per event: nothing nests deeper.
-            if (
-                0 < len(events) <= MAX_ENVELOPE_EVENTS
-                and raw.count(b"[") + raw.count(b"{") <= 1 + len(events)
-                and self._resolve(events)
-            ):
-                return events
+            if 0 < len(events) <= MAX_ENVELOPE_EVENTS and raw.count(b"[") + raw.count(
+                b"{"
+            ) <= 1 + len(events):
+                unresolved = self._unresolved(events)
+                if not unresolved:
+                    return events
+                return self._mend_envelope(raw, events, unresolved)
         return self._parse_envelope_slowly(raw)
+
+    def _mend_envelope(
+        self, raw: bytes, events: list[CallEvent], unresolved: list[int]
+    ) -> list[CallEvent | EnvelopeItemError]:
+        """A decoded envelope with a few bad numbers: only those take the slow path.
+
+        Short codes, typos and test calls are ordinary traffic; one of them
+        must not send its whole envelope through the field-by-field path.
+        """
+        try:
+            items = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            items = None
+        if type(items) is not list or len(items) != len(events):
+            return self._parse_envelope_slowly(raw)
+        out: list[CallEvent | EnvelopeItemError] = list(events)
+        for index in unresolved:
+            item = items[index]
+            try:
+                out[index] = self.from_dict(item)
+            except EventError as exc:
+                out[index] = EnvelopeItemError(exc.reason, exc.detail, index, item)
+        return out
 
     def _parse_envelope_slowly(self, raw: bytes) -> list[CallEvent | EnvelopeItemError]:
         try:
@@ -351,7 +378,7 @@ class EventParser:
             type=etype, call_id=call_id, ts_ms=ts_ms, line_id=line_id, tenant=tenant,
             caller=caller, callee=callee, src_ip=src_ip, trunk_id=trunk_id, duration_s=duration,
         )  # fmt: skip
-        if not self._resolve((event,)):
+        if self._unresolved((event,)):
             if callee is None:
                 raise EventError("missing_field", "callee is required for setup events")
             raise EventError("bad_number", f"callee {mask_number(callee)!r} is not a number")
