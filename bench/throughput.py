@@ -15,7 +15,8 @@ measures, all in one run:
 * the packer (`tollguard ingest pack`) turning the single-event topic into
   envelopes;
 * event-to-block latency on each path at 20 % of that path's measured
-  capacity, with the background load produced by `bench.load`.
+  capacity, with the background load produced by `bench.load` over the same
+  number of lines, each seen once by the worker before timing starts.
 
 Prints rates, ratios and latency percentiles. Absolute numbers depend on the
 machine; the ratios are what to compare across changes.
@@ -272,12 +273,18 @@ def worker_pool_rate(settings: Settings, n: int, workers: int, tmp: Path) -> flo
 
 
 async def _latency(
-    bootstrap: str, settings: Settings, rate: float, attack_lines: int, envelope: int = 0
+    bootstrap: str,
+    settings: Settings,
+    rate: float,
+    attack_lines: int,
+    load_lines: int,
+    envelope: int = 0,
 ) -> list[float]:
     """Event readable on the broker -> its block readable on the control topic, in seconds.
 
     The attack events are single records; the background load is single events
-    or, with `envelope` > 0, envelopes of up to that many events.
+    or, with `envelope` > 0, envelopes of up to that many events, over
+    `load_lines` lines that the worker has seen once before the clock starts.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -303,10 +310,13 @@ async def _latency(
     try:
         await asyncio.sleep(2)  # consumer positioned at the end
         # Background traffic from its own process, so this one only times the attack.
-        cmd = [sys.executable, "-m", "bench.load", "--bootstrap", bootstrap]
+        cmd = [sys.executable, "-m", "bench.load", "--bootstrap", bootstrap, "--warm"]
         cmd += ["--topic", settings.topic_events, "--rate", str(rate), "--envelope", str(envelope)]
-        load = subprocess.Popen([*cmd, "--seconds", str(seconds + 3)])
-        await asyncio.sleep(3)  # the load is up to speed (its start-up is not steady state)
+        cmd += ["--lines", str(load_lines)]
+        # Settling: every line seen once, the state they made written, the load up to speed.
+        settle = 8.0
+        load = subprocess.Popen([*cmd, "--seconds", str(seconds + settle)])
+        await asyncio.sleep(settle)
         start = int(time.time() * 1000)
         attack_events = attack_lines * 3
         for n in range(attack_events):
@@ -464,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
                 latency[path] = (
                     load,
                     asyncio.run(
-                        _latency(bootstrap, lat_settings, load, args.latency_lines, envelope)
+                        _latency(
+                            bootstrap, lat_settings, load, args.latency_lines, args.lines, envelope
+                        )
                     ),
                 )
             finally:
