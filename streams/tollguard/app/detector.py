@@ -240,8 +240,17 @@ class Detector(Service):
             await self.publish(out)
         _log_signals(out.signals)
 
-    async def _write_state(self, records: list[StateRecord]) -> None:
-        """Hand changelog records to the producer (acks are awaited by the commit)."""
+    async def _write_state(self, records: list[StateRecord], in_order: bool = False) -> None:
+        """Hand changelog records to the producer (acks are awaited by the commit).
+
+        aiokafka holds a record batch until the previous one for its partition
+        has left, and that wait (up to 40 ms measured, with the loop stopped)
+        would delay decisions: so between batches each record batch is queued
+        by a task of its own. A round writes each line once, and the next
+        opens only after this one is committed, so the order among those
+        tasks does not matter. `in_order` queues them one after the other,
+        for a forced checkpoint, which may write a line twice.
+        """
         if not records:
             return
         producer = self.producer
@@ -252,16 +261,27 @@ class Detector(Service):
         by_partition: dict[int, list[StateRecord]] = {}
         for r in records:
             by_partition.setdefault(r.partition, []).append(r)
-        pending = self._unacked
+        batches: list[tuple[int, Any]] = []
         for partition, items in by_partition.items():
             batch = producer.create_batch()
             for r in items:
                 if batch.append(key=r.key, value=r.value, timestamp=None) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=partition))
+                    batches.append((partition, batch))
                     batch = producer.create_batch()
                     batch.append(key=r.key, value=r.value, timestamp=None)
-            pending.append(await producer.send_batch(batch, topic, partition=partition))
+            batches.append((partition, batch))
+        pending = self._unacked
+        for partition, batch in batches:
+            if in_order:
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+            else:
+                pending.append(asyncio.ensure_future(self._send_batch(batch, topic, partition)))
         self.metrics.state_writes.inc(len(records))
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int) -> None:
+        assert self.producer is not None
+        acked = await self.producer.send_batch(batch, topic, partition=partition)
+        await acked
 
     async def _commit(self, force: bool = False, slice_s: float = _CHECKPOINT_SLICE_S) -> None:
         """Checkpoint, then commit the input offsets once everything before is acknowledged.
@@ -283,7 +303,9 @@ class Detector(Service):
             if self._committing is not None:
                 await self._committing  # a failed send raises here too
                 self._committing = None
-            await self._write_state(processor.checkpoint(idle_ms))
+            # The open round's queued writes first: a line may be written again now.
+            await asyncio.gather(*self._unacked)
+            await self._write_state(processor.checkpoint(idle_ms), in_order=True)
             # Every record before these offsets has been handed to the producer.
             positions = dict(processor.positions)
         else:
