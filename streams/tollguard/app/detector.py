@@ -287,12 +287,12 @@ class Detector(Service):
         """Checkpoint, then commit the input offsets once everything before is acknowledged.
 
         Runs under the lock, between batches. A checkpoint round opens every
-        `commit_interval_s` and writes its lines `slice_s` of CPU time at a
-        time, one slice between batches, so decisions never wait for a whole
-        checkpoint. When its last line is written, waiting for the
-        acknowledgements and the commit itself run as a task while the loop
-        goes on; one such task at a time, so commits stay in order. Forced
-        (stop, rebalance), everything is written and committed before return.
+        `commit_interval_s` and writes its lines for at most about `slice_s`
+        between two batches, so decisions never wait for a whole checkpoint.
+        When its last line is written, waiting for the acknowledgements and
+        the commit itself run as a task while the loop goes on; one such task
+        at a time, so commits stay in order. Forced (stop, rebalance),
+        everything is written and committed before return.
         """
         now = time.monotonic()
         processor = self.processor

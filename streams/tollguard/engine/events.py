@@ -246,7 +246,7 @@ class EventParser:
         return self.from_dict(obj)
 
     def _unresolved(self, events: Sequence[CallEvent]) -> list[int]:
-        """Resolve decoded events' numbers; where those needing the slow path's verdict are."""
+        """Resolve decoded events' numbers; the positions of those it could not resolve."""
         normalize = self.dial_plan.normalize
         lookup = self.destinations.lookup
         domestic = self.dial_plan.domestic_regions

@@ -50,7 +50,7 @@ def _count_tags(tags: tuple[str, ...]) -> dict[str, int]:
 # tuples of ints and strings, replaced on change, for the same reason: the
 # collector stops tracking such a tuple at its first look, where a list stays
 # tracked for life, and every full collection would walk every window's lists
-# (measured: 150 ms a collection, every few seconds, with 100,000 lines).
+# (a probe at 100,000 lines: 154 ms a full collection with lists, 49 with tuples).
 
 
 class SlidingWindow(Struct, tag=True, array_like=True, gc=False):
