@@ -288,10 +288,7 @@ class EventParser:
         except _UNDECODABLE:
             pass
         else:
-            # One bracket for the array and one brace per event: nothing nests deeper.
-            if 0 < len(events) <= MAX_ENVELOPE_EVENTS and raw.count(b"[") + raw.count(
-                b"{"
-            ) <= 1 + len(events):
+            if 0 < len(events) <= MAX_ENVELOPE_EVENTS and _flat_envelope(raw, len(events)):
                 unresolved = self._unresolved(events)
                 if not unresolved:
                     return events
@@ -314,11 +311,7 @@ class EventParser:
             return self._parse_envelope_slowly(raw)
         out: list[CallEvent | EnvelopeItemError] = list(events)
         for index in unresolved:
-            item = items[index]
-            try:
-                out[index] = self.from_dict(item)
-            except EventError as exc:
-                out[index] = EnvelopeItemError(exc.reason, exc.detail, index, item)
+            out[index] = self._envelope_item(index, items[index], flat=True)
         return out
 
     def _parse_envelope_slowly(self, raw: bytes) -> list[CallEvent | EnvelopeItemError]:
@@ -330,19 +323,19 @@ class EventParser:
             raise EventError("not_object", "an envelope must be a non-empty JSON array of events")
         if len(items) > MAX_ENVELOPE_EVENTS:
             raise EventError("oversize", f"{len(items)} events, limit {MAX_ENVELOPE_EVENTS}")
-        flat = raw.count(b"[") + raw.count(b"{") <= 1 + len(items)
-        out: list[CallEvent | EnvelopeItemError] = []
-        from_dict = self.from_dict
-        for index, item in enumerate(items):
-            try:
-                if type(item) is not dict:
-                    raise EventError("not_object", "an event must be a JSON object")
-                if not flat and nesting_depth(item) > self.max_depth:
-                    raise EventError("oversize", f"nesting deeper than {self.max_depth}")
-                out.append(from_dict(item))
-            except EventError as exc:
-                out.append(EnvelopeItemError(exc.reason, exc.detail, index, item))
-        return out
+        flat = _flat_envelope(raw, len(items))
+        return [self._envelope_item(index, item, flat) for index, item in enumerate(items)]
+
+    def _envelope_item(self, index: int, item: Any, flat: bool) -> CallEvent | EnvelopeItemError:
+        """The reference verdict on one element of an envelope."""
+        try:
+            if type(item) is not dict:
+                raise EventError("not_object", "an event must be a JSON object")
+            if not flat and nesting_depth(item) > self.max_depth:
+                raise EventError("oversize", f"nesting deeper than {self.max_depth}")
+            return self.from_dict(item)
+        except EventError as exc:
+            return EnvelopeItemError(exc.reason, exc.detail, index, item)
 
     def from_dict(self, obj: dict[str, Any]) -> CallEvent:
         # The reference path (valid events mostly take msgspec's): field by
@@ -383,6 +376,11 @@ class EventParser:
                 raise EventError("missing_field", "callee is required for setup events")
             raise EventError("bad_number", f"callee {mask_number(callee)!r} is not a number")
         return event
+
+
+def _flat_envelope(raw: bytes, events: int) -> bool:
+    """One bracket for the array and one brace per event: nothing nests deeper."""
+    return raw.count(b"[") + raw.count(b"{") <= 1 + events
 
 
 def nesting_depth(value: Any) -> int:
