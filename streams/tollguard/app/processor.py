@@ -245,6 +245,7 @@ class BatchProcessor:
         assert checkpoint is not None, "no checkpoint round is open"
         records: list[StateRecord] = []
         work = checkpoint.work
+        key_of = str.encode
         while work:
             item = work[-1]
             partition = item.partition
@@ -253,7 +254,6 @@ class BatchProcessor:
                 work.pop()
                 continue
             offset = self.positions.get(partition, 0)
-            key_of = str.encode
             scan = item.idle
             if scan is not None:
                 for line_id in engine.evict_idle(scan.before_ts, scan.take(8 * _STEP_LINES)):
