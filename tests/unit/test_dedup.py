@@ -13,3 +13,27 @@ def test_old_generations_are_forgotten() -> None:
     for i in range(100):
         ids.add(f"c{i}", "setup", i * 1000)
     assert len(ids) <= 4
+
+
+def test_repeats_are_found_across_neighbouring_generations_only() -> None:
+    ids = RecentIds(1000)
+    assert ids.add("c1", "setup", 5_000)
+    assert not ids.add("c1", "setup", 5_999)  # same generation
+    assert not ids.add("c1", "setup", 6_500)  # the next one
+    assert not ids.add("c1", "setup", 4_200)  # the one before
+    assert ids.add("c1", "setup", 7_000)  # two generations on: a new call
+
+
+def test_a_generation_is_spread_over_shards_that_fill_at_different_rates() -> None:
+    # A set rehashes its whole table when it outgrows it, and no event is
+    # decided meanwhile: no shard may hold much of a generation, and shards
+    # must not be the same size, or they would all rehash at the same moment.
+    ids = RecentIds(60_000)
+    n = 200_000
+    for i in range(n):
+        assert ids.add(f"call-{i}", "setup", 1_000 + i % 50_000)
+    sizes = ids.shard_sizes()
+    assert len(ids) == n
+    assert max(sizes) < n / 10
+    assert max(sizes) > 1.6 * min(sizes)
+    assert not any(ids.add(f"call-{i}", "setup", 2_000) for i in range(0, n, 997))
