@@ -16,7 +16,9 @@ measures, all in one run:
   envelopes;
 * event-to-block latency on each path at 20 % of that path's measured
   capacity, with the background load produced by `bench.load` over the same
-  number of lines, each seen once by the worker before timing starts.
+  number of lines, each seen once by the worker before timing starts; and
+  its floor: the same path and load through `bench.relay`, a plain aiokafka
+  consumer -> producer that decides nothing.
 
 Prints rates, ratios and latency percentiles. Absolute numbers depend on the
 machine; the ratios are what to compare across changes.
@@ -35,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -348,6 +350,32 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
+def latency_summary(lat: list[float]) -> dict[str, Any]:
+    """Sorted latencies in seconds -> sample count and p50 / p99 / max in ms."""
+    return {
+        "samples": len(lat),
+        "p50_ms": round(percentile(lat, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
+        "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+    }
+
+
+@contextmanager
+def relay_process(bootstrap: str, settings: Settings) -> Iterator[None]:
+    """`bench.relay` from the events to the control topic, ready, for the block's duration."""
+    cmd = [sys.executable, "-m", "bench.relay", "--bootstrap", bootstrap]
+    cmd += ["--source", settings.topic_events, "--sink", settings.topic_control]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"bench.relay did not start (exit code {proc.wait(timeout=10)})")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -469,18 +497,18 @@ def main(argv: list[str] | None = None) -> int:
             lat_settings = isolated_settings(
                 bootstrap, tmp, partitions=args.partitions, rules=str(rules)
             )
+            timed = (bootstrap, lat_settings, load, args.latency_lines, args.lines, envelope)
             lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{path}.log").start()
             try:
-                latency[path] = (
-                    load,
-                    asyncio.run(
-                        _latency(
-                            bootstrap, lat_settings, load, args.latency_lines, args.lines, envelope
-                        )
-                    ),
-                )
+                worker_lat = asyncio.run(_latency(*timed))
             finally:
                 lat_worker.stop()
+            say(f"latency floor, {path} path: plain aiokafka relay at the same load...")
+            floor_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
+            ensure_tollguard_topics(floor_settings)
+            with relay_process(bootstrap, floor_settings):
+                floor_lat = asyncio.run(_latency(bootstrap, floor_settings, *timed[2:]))
+            latency[path] = (load, worker_lat, floor_lat)
 
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -495,12 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         "latency": {
             path: {
                 "events_per_s": round(load),
-                "samples": len(lat),
-                "p50_ms": round(percentile(lat, 0.5) * 1000, 2),
-                "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
-                "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+                **latency_summary(lat),
+                "floor": latency_summary(floor),
             }
-            for path, (load, lat) in latency.items()
+            for path, (load, lat, floor) in latency.items()
         },
     }
     print()
@@ -511,10 +537,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<52}{rate:>12,.0f}{rate / raw:>9.3f}{vs_naive}")
     print()
     for path, lat in results["latency"].items():
+        floor = lat["floor"]
         print(
             f"event readable -> block readable, {path} path at {lat['events_per_s']:,} "
             f"events/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
-            f"max {lat['max_ms']} ms ({lat['samples']} blocks)"
+            f"max {lat['max_ms']} ms ({lat['samples']} blocks); floor (plain aiokafka "
+            f"relay, same load): p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, "
+            f"max {floor['max_ms']} ms"
         )
     print(
         f"{results['machine']}; {broker_desc}; {n} events, {args.lines} lines, "

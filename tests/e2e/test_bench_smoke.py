@@ -29,3 +29,5 @@ def test_throughput_bench_runs_and_reports_every_pipeline(
         "envelopes": 10,
         "single": 10,
     }
+    floors = {path: r["floor"]["samples"] for path, r in results["latency"].items()}
+    assert floors == {"envelopes": 10, "single": 10}
