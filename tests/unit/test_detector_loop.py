@@ -1,0 +1,112 @@
+"""The detector's loop: events are decided between the slices of a checkpoint round."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition  # type: ignore[import-untyped]
+
+from tollguard.app import detector as detector_module
+from tollguard.app.detector import Detector
+from tollguard.app.metrics import Metrics
+from tollguard.app.processor import RawRecord
+from tollguard.config import load_settings
+
+from .test_state import decisions, processor, records
+
+
+class FetchingConsumer:
+    """aiokafka's consumer where it matters here.
+
+    Records reach `getmany` only through a fetch that runs on the event loop,
+    as aiokafka's fetcher task does, and `getmany(timeout_ms=0)` returns what
+    is already fetched without yielding to the loop.
+    """
+
+    def __init__(self, pending: list[RawRecord]) -> None:
+        self.pending = pending
+        self.fetched: list[RawRecord] = []
+        self.arrived = asyncio.Event()
+        self.fetcher = asyncio.ensure_future(self._fetch())
+
+    async def _fetch(self) -> None:
+        while self.pending:
+            await asyncio.sleep(0)
+            self.fetched.append(self.pending.pop(0))
+            self.arrived.set()
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[RawRecord]]:
+        if not self.fetched and timeout_ms > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), timeout_ms / 1000)
+        batch, self.fetched = self.fetched[:max_records], self.fetched[max_records:]
+        if not self.fetched:
+            self.arrived.clear()
+        out: dict[Any, list[RawRecord]] = {}
+        for r in batch:
+            out.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+        return out
+
+    async def commit(self, offsets: Any) -> None:
+        pass
+
+
+class _Batch:
+    def append(self, key: bytes, value: bytes | None, timestamp: None) -> int:
+        return 0
+
+
+class AckingProducer:
+    """Takes every record and acknowledges it at once."""
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> asyncio.Future[None]:
+        return self._acked()
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        return self._acked()
+
+    def _acked(self) -> asyncio.Future[None]:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ack.set_result(None)
+        return ack
+
+
+def test_events_are_decided_between_the_slices_of_a_checkpoint_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One step of lines per slice, and a round as soon as one can open.
+    monkeypatch.setattr(detector_module, "_CHECKPOINT_SLICE_S", 0.0)
+    recs = records(n_lines=1000, attack_calls=0)
+    first, later = recs[: len(recs) // 2], recs[len(recs) // 2 :][:200]
+    proc = processor()
+    decisions(proc, first)  # many changed lines: a round of many slices
+    decided_during_round: list[bool] = []
+    process = proc.process
+
+    def watched(batch: Any, now_ms: int) -> Any:
+        decided_during_round.append(proc.round is not None)
+        return process(batch, now_ms)
+
+    monkeypatch.setattr(proc, "process", watched)
+
+    async def run() -> None:
+        worker = Detector(load_settings(env={}, commit_interval_s=0.0), proc, Metrics())
+        worker.consumer = FetchingConsumer(list(later))
+        worker.producer = AckingProducer()
+        worker._owned = {0, 1}
+        loop = asyncio.ensure_future(worker._consume())
+        for _ in range(2000):
+            await asyncio.sleep(0.001)
+            if not worker.consumer.pending and not worker.consumer.fetched:
+                break
+        loop.cancel()
+
+    asyncio.run(run())
+    assert proc.positions, "no event was decided"
+    assert any(decided_during_round), "events waited for the whole checkpoint round"
