@@ -235,18 +235,10 @@ FAUST_BASELINES = {
     "windowed": "Faust agent, windowed Table += 1 per event (naive)",
     "take": "Faust agent, take(1000) batches, dict counters",
 }
-LATENCY_PACK = """
-pack: latency
-version: "bench-1"
-dial_plan: JP
-rules:
-  - id: sl-burst
-    kind: count
-    match: {international: true, prefixes: ["+232"]}
-    window: 1h
-    critical: 3
-    ttl: 2h
-"""
+# Calls to Sierra Leone (+232, on the hot list) per attacked line: the default
+# pack blocks a line by its tenth (hot-destinations), or sooner if another of
+# its rules sees the attack first; two more for margin.
+ATTACK_CALLS = 12
 
 
 def faust_rate(kind: str, bootstrap: str, topic: str, expected: int, partitions: int) -> float:
@@ -284,9 +276,12 @@ async def _latency(
 ) -> list[float]:
     """Event readable on the broker -> its block readable on the control topic, in seconds.
 
-    The attack events are single records; the background load is single events
-    or, with `envelope` > 0, envelopes of up to that many events, over
-    `load_lines` lines that the worker has seen once before the clock starts.
+    Each attacked line dials Sierra Leone until it is blocked; the sample is
+    the time from the event that triggered its first block being readable to
+    that block being readable. The attack events are single records; the
+    background load is single events or, with `envelope` > 0, envelopes of up
+    to that many events, over `load_lines` lines that the worker has seen once
+    before the clock starts.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -297,14 +292,14 @@ async def _latency(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
     readable: dict[tuple[str, int], float] = {}
-    seen: dict[tuple[str, int], float] = {}
+    first_block: dict[str, tuple[int, float]] = {}
 
     async def read_signals() -> None:
         async for msg in consumer:
             sig = orjson.loads(msg.value)
-            if sig["action"] == "block":
+            if sig["action"] == "block" and sig["line_id"] not in first_block:
                 ts = int(datetime.fromisoformat(sig["event_ts"]).timestamp() * 1000)
-                seen[(sig["line_id"], ts)] = time.perf_counter()
+                first_block[sig["line_id"]] = (ts, time.perf_counter())
 
     reader = asyncio.ensure_future(read_signals())
     seconds = 15.0
@@ -319,23 +314,24 @@ async def _latency(
         settle = 8.0
         load = subprocess.Popen([*cmd, "--seconds", str(seconds + settle)])
         await asyncio.sleep(settle)
-        start = int(time.time() * 1000)
-        attack_events = attack_lines * 3
+        attack_events = attack_lines * ATTACK_CALLS
+        ts = 0
         for n in range(attack_events):
-            line, call = f"lat-{n // 3}", n % 3
-            ts = start + n * 10 + call
+            line = f"lat-{n // ATTACK_CALLS}"
+            # Stamped by the wall clock as a switch would, one ms apart at least,
+            # so a block's event_ts names the one event that triggered it.
+            ts = max(ts + 1, int(time.time() * 1000))
             event = {"call_id": f"lat-{n}", "ts": ts, "line_id": line}
             event["callee"] = f"01023276{100000 + n}"
             fut = await producer.send(settings.topic_events, orjson.dumps(event), key=line.encode())
-            if call == 2:
-                readable[(line, ts)] = 0.0
-                fut.add_done_callback(
-                    lambda _f, k=(line, ts): readable.__setitem__(k, time.perf_counter())
-                )
+            readable[(line, ts)] = 0.0
+            fut.add_done_callback(
+                lambda _f, k=(line, ts): readable.__setitem__(k, time.perf_counter())
+            )
             await asyncio.sleep(seconds / attack_events)
         await producer.flush()
         deadline = time.perf_counter() + 30
-        while time.perf_counter() < deadline and len(seen) < len(readable):
+        while time.perf_counter() < deadline and len(first_block) < attack_lines:
             await asyncio.sleep(0.1)
     finally:
         if load is not None and load.wait(timeout=60) != 0:
@@ -343,7 +339,11 @@ async def _latency(
         reader.cancel()
         await producer.stop()
         await consumer.stop()
-    return sorted(seen[k] - readable[k] for k in readable if k in seen and readable[k] > 0)
+    return sorted(
+        seen - readable[(line, ts)]
+        for line, (ts, seen) in first_block.items()
+        if readable.get((line, ts), 0.0) > 0
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -485,18 +485,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-        rules = tmp / "latency.yaml"
-        rules.write_text(LATENCY_PACK)
-        latency: dict[str, tuple[float, list[float]]] = {}
+        # The pack the capacity was measured with: the full default pack.
+        latency: dict[str, tuple[float, list[float], list[float]]] = {}
         for path, rate, envelope in (
             ("envelopes", env_rate, args.envelope_size),
             ("single", single_rate, 0),
         ):
             load = max(0.2 * rate, 50.0)
             say(f"latency, {path} path, at 20% of its capacity ({load:,.0f} events/s)...")
-            lat_settings = isolated_settings(
-                bootstrap, tmp, partitions=args.partitions, rules=str(rules)
-            )
+            lat_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
             timed = (bootstrap, lat_settings, load, args.latency_lines, args.lines, envelope)
             lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{path}.log").start()
             try:
