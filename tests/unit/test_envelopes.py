@@ -88,16 +88,18 @@ def test_late_event_in_an_envelope_is_dead_lettered_with_its_own_content() -> No
 
 
 def test_processor_learns_how_many_events_a_record_holds() -> None:
-    # The detector sizes its fetches from this, so a loop of envelopes stays short.
+    # The detector sizes its fetches from this, so a loop of envelopes stays short:
+    # before any record, as if each held the most an envelope may.
     proc = processor()
-    calls = [raw(call_id=f"e{i}", ts=T0 + i) for i in range(100)]
+    assert proc.events_per_record == MAX_ENVELOPE_EVENTS
+    calls = [raw(call_id=f"e{i}", ts=T0 + i) for i in range(200)]
     recs = [
         RawRecord("calls.events", 0, n, b"k", envelope(*calls[n * 10 : n * 10 + 10]))
-        for n in range(10)
+        for n in range(20)
     ]
     for rec in recs:
         proc.process([rec], T0)
-    assert 9 < proc.events_per_record <= 10
+    assert 9 < proc.events_per_record < 11
     proc.process([RawRecord("calls.events", 0, 10, b"k", raw(call_id="single"))] * 20, T0)
     assert proc.events_per_record < 6
 

@@ -19,7 +19,7 @@ import orjson
 from tollguard.app.heap import release_free_memory
 from tollguard.app.metrics import Metrics
 from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
-from tollguard.engine.events import CallEvent, EnvelopeItemError, wire_form
+from tollguard.engine.events import MAX_ENVELOPE_EVENTS, CallEvent, EnvelopeItemError, wire_form
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, DialPlan
 from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
@@ -149,7 +149,10 @@ class BatchProcessor:
         self.corrupt_state_records = 0
         # Events per input record, averaged: envelopes hold hundreds, so the
         # detector sizes its fetches in records from this to bound a batch in events.
-        self.events_per_record = 1.0
+        # Before any record, the most an envelope may hold: from 1, a worker
+        # starting on a backlog of envelopes takes a whole fetch (16 MiB, ~100,000
+        # events, about a second) in its first loop, heartbeats and /metrics waiting.
+        self.events_per_record = float(MAX_ENVELOPE_EVENTS)
         # Finding idle lines walks every line, so it runs this often at most.
         self.evict_scan_s = evict_scan_s
         self._last_evict_scan = monotonic()
