@@ -14,14 +14,19 @@ def _worker(args: argparse.Namespace) -> int:
     import faust
 
     from tollguard.app.topics import ensure_tollguard_topics
-    from tollguard.app.worker import create_app
+    from tollguard.app.worker import create_app, logging_config
 
     settings = load_settings(
         args.config, broker=args.broker, rules=args.rules, web_port=args.web_port
     )
     ensure_tollguard_topics(settings)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=logging_config(settings.log_level),
+    )
     worker.execute_from_commandline()
     return 0
 
