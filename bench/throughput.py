@@ -18,7 +18,9 @@ measures, all in one run:
   capacity, with the background load produced by `bench.load` over the same
   number of lines, each seen once by the worker before timing starts; and
   its floor: the same path and load through `bench.relay`, a plain aiokafka
-  consumer -> producer that decides nothing.
+  consumer -> producer that decides nothing. An untimed latency run goes
+  first, so the broker has compiled the paths of small requests (reported
+  apart, as the warm-up).
 
 Prints rates, ratios and latency percentiles. Absolute numbers depend on the
 machine; the ratios are what to compare across changes.
@@ -500,6 +502,23 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
+        def worker_latency(name: str, load: float, envelope: int) -> list[float]:
+            lat_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
+            timed = (bootstrap, lat_settings, load, args.latency_lines, args.lines, envelope)
+            lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{name}.log").start()
+            try:
+                return asyncio.run(_latency(*timed))
+            finally:
+                lat_worker.stop()
+
+        # The broker compiles the paths of small requests while the first
+        # latency run goes on (its JIT thread took a whole core for 0.3-0.5 s
+        # at a time): a first run on a fresh broker had p99 85 ms, the next
+        # eight 28-43. A running broker has compiled them long before; so an
+        # untimed run first, reported apart.
+        warm_load = max(0.2 * env_rate, 50.0)
+        say(f"latency warm-up, envelopes path at {warm_load:,.0f} events/s (not counted)...")
+        warmup = worker_latency("warmup", warm_load, args.envelope_size)
         # The pack the capacity was measured with: the full default pack.
         latency: dict[str, tuple[float, list[float], list[float]]] = {}
         for path, rate, envelope in (
@@ -508,18 +527,16 @@ def main(argv: list[str] | None = None) -> int:
         ):
             load = max(0.2 * rate, 50.0)
             say(f"latency, {path} path, at 20% of its capacity ({load:,.0f} events/s)...")
-            lat_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
-            timed = (bootstrap, lat_settings, load, args.latency_lines, args.lines, envelope)
-            lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{path}.log").start()
-            try:
-                worker_lat = asyncio.run(_latency(*timed))
-            finally:
-                lat_worker.stop()
+            worker_lat = worker_latency(path, load, envelope)
             say(f"latency floor, {path} path: plain aiokafka relay at the same load...")
             floor_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
             ensure_tollguard_topics(floor_settings)
             with relay_process(bootstrap, floor_settings):
-                floor_lat = asyncio.run(_latency(bootstrap, floor_settings, *timed[2:]))
+                floor_lat = asyncio.run(
+                    _latency(
+                        bootstrap, floor_settings, load, args.latency_lines, args.lines, envelope
+                    )
+                )
             latency[path] = (load, worker_lat, floor_lat)
 
     results: dict[str, Any] = {
@@ -540,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for path, (load, lat, floor) in latency.items()
         },
+        "latency_warmup": {"events_per_s": round(warm_load), **latency_summary(warmup)},
     }
     print()
     print(f"{'pipeline':<52}{'events/s':>12}{'x raw':>9}{'x naive':>9}")
@@ -557,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
             f"relay, same load): p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, "
             f"max {floor['max_ms']} ms"
         )
+    warm = results["latency_warmup"]
+    print(
+        f"(untimed warm-up before them, envelopes path at {warm['events_per_s']:,} events/s: "
+        f"p50 {warm['p50_ms']} ms, p99 {warm['p99_ms']} ms, max {warm['max_ms']} ms)"
+    )
     print(
         f"{results['machine']}; {broker_desc}; {n} events, {args.lines} lines, "
         f"{args.partitions} partitions"

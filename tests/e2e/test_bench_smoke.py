@@ -31,3 +31,4 @@ def test_throughput_bench_runs_and_reports_every_pipeline(
     }
     floors = {path: r["floor"]["samples"] for path, r in results["latency"].items()}
     assert floors == {"envelopes": 10, "single": 10}
+    assert results["latency_warmup"]["samples"] == 10
