@@ -220,6 +220,51 @@ def test_normalize_total_and_well_formed(text: str) -> None:
 _PLANS = load_default_dial_plans()
 _TABLE = DestinationTable.load_default()
 
+# Shipped plans and shapes they do not cover: a trunk prefix of two digits,
+# no length list, bare national dialling with and without a trunk prefix.
+_SHORTCUT_PLANS = [
+    *_PLANS.values(),
+    DialPlan("T2", "39", ("00",), trunk_prefix="12", domestic_regions=frozenset({"IT"})),
+    DialPlan("BARE", "7", ("810",), trunk_prefix="8", bare_national=True),
+    DialPlan(
+        "NOTRUNK", "61", ("0011",), bare_national=True, national_number_lengths=frozenset({9})
+    ),
+]
+
+
+def _dialled_strings(plan: DialPlan, rng: random.Random, n: int) -> list[str]:
+    heads = ["", "+", "0", "00", "1", "11", *plan.international_prefixes]
+    if plan.trunk_prefix:
+        heads += [plan.trunk_prefix, plan.trunk_prefix * 2]
+    if plan.country_code:
+        heads += ["+" + plan.country_code, plan.country_code]
+    out = []
+    for _ in range(n):
+        body = "".join(rng.choices("0123456789", k=rng.randint(0, 18)))
+        if rng.random() < 0.05:
+            body += rng.choice(["-", " ", "\n", "\u0663", "x"])
+        out.append(rng.choice(heads) + body)
+    return out
+
+
+@pytest.mark.parametrize("plan", _SHORTCUT_PLANS, ids=lambda p: p.name)
+def test_national_shortcut_answers_as_the_rules_do(plan: DialPlan) -> None:
+    strings = _dialled_strings(plan, random.Random(plan.name), 20_000)
+    for dialled in strings:
+        assert plan.normalize(dialled) == plan.normalize_by_rules(dialled), dialled
+    # The shortcut must carry the plan's national numbers, or it only costs.
+    national = [d for d in strings if plan._national is not None and plan._national(d)]
+    if plan.country_code and (plan.trunk_prefix or plan.bare_national):
+        assert len(national) > 100
+    else:
+        assert not national
+
+
+@given(st.one_of(st.text(max_size=24), _SEPARATOR_TEXT))
+def test_national_shortcut_on_any_text(text: str) -> None:
+    for plan in _SHORTCUT_PLANS:
+        assert plan.normalize(text) == plan.normalize_by_rules(text)
+
 
 def test_dial_plan_file_shape(plans: dict[str, DialPlan]) -> None:
     assert set(plans) == {"E164", "JP", "NANP", "GB", "DE", "FR"}
