@@ -504,10 +504,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def worker_latency(name: str, load: float, envelope: int) -> list[float]:
             lat_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
-            timed = (bootstrap, lat_settings, load, args.latency_lines, args.lines, envelope)
             lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{name}.log").start()
             try:
-                return asyncio.run(_latency(*timed))
+                lines = (args.latency_lines, args.lines)
+                return asyncio.run(_latency(bootstrap, lat_settings, load, *lines, envelope))
             finally:
                 lat_worker.stop()
 
