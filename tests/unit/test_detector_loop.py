@@ -12,7 +12,7 @@ from aiokafka import TopicPartition  # type: ignore[import-untyped]
 from tollguard.app import detector as detector_module
 from tollguard.app.detector import Detector
 from tollguard.app.metrics import Metrics
-from tollguard.app.processor import RawRecord
+from tollguard.app.processor import RawRecord, StateRecord
 from tollguard.config import load_settings
 
 from .test_state import decisions, processor, records
@@ -110,3 +110,42 @@ def test_events_are_decided_between_the_slices_of_a_checkpoint_round(
     asyncio.run(run())
     assert proc.positions, "no event was decided"
     assert any(decided_during_round), "events waited for the whole checkpoint round"
+
+
+class DrainingProducer(AckingProducer):
+    """Queues a record batch only after the partition's previous one has left.
+
+    aiokafka's `send_batch` waits like that, and with several batches waiting
+    on one partition its timeout runs out early (see `Detector._send_batch`);
+    this one counts how many wait on a partition at once.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, int] = {}
+        self.most_waiting = 0
+        self.queued: list[tuple[int, str]] = []
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> asyncio.Future[None]:
+        self.waiting[partition] = self.waiting.get(partition, 0) + 1
+        self.most_waiting = max(self.most_waiting, self.waiting[partition])
+        await asyncio.sleep(0.001)  # the previous batch leaving
+        self.waiting[partition] -= 1
+        self.queued.append((partition, topic))
+        return self._acked()
+
+
+def test_changelog_batches_of_a_partition_wait_to_be_queued_one_at_a_time() -> None:
+    async def run() -> DrainingProducer:
+        settings = load_settings(env={})
+        worker = Detector(settings, processor(), Metrics())
+        producer = worker.producer = DrainingProducer()
+        # A checkpoint round written in slices: each slice a batch per partition.
+        for step in range(20):
+            slice_ = [StateRecord(p, f"line-{step}-{p}".encode(), b"{}") for p in (0, 1)]
+            await worker._write_state(slice_)
+        await asyncio.gather(*worker._unacked)
+        return producer
+
+    producer = asyncio.run(run())
+    assert len(producer.queued) == 40  # every batch queued and acknowledged
+    assert producer.most_waiting == 1

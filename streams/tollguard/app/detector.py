@@ -77,6 +77,8 @@ class Detector(Service):
         self._committing: asyncio.Future[None] | None = None
         self._crashing: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
+        # One changelog record batch at a time waits to join each partition's queue.
+        self._appending: dict[int, asyncio.Lock] = {}
         self._owned: set[int] = set()
 
     async def on_start(self) -> None:
@@ -281,8 +283,21 @@ class Detector(Service):
         self.metrics.state_writes.inc(len(records))
 
     async def _send_batch(self, batch: Any, topic: str, partition: int) -> None:
+        """Queue one record batch, then wait for its ack.
+
+        The tasks of a partition take turns to queue their batch: aiokafka's
+        `send_batch` waits for the partition's previous batch to leave, and
+        takes the whole time waited so far off its timeout again on every turn
+        of that wait, so with many tasks waiting on one partition a batch
+        timed out after seconds instead of `request_timeout_ms`, and the
+        worker stopped (seen 11 s after start, on a slow broker).
+        """
         assert self.producer is not None
-        acked = await self.producer.send_batch(batch, topic, partition=partition)
+        appending = self._appending.get(partition)
+        if appending is None:
+            appending = self._appending[partition] = asyncio.Lock()
+        async with appending:  # FIFO: batches are queued in the order written
+            acked = await self.producer.send_batch(batch, topic, partition=partition)
         await acked
 
     async def _commit(self, force: bool = False, slice_s: float = _CHECKPOINT_SLICE_S) -> None:
