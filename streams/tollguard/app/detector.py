@@ -250,10 +250,11 @@ class Detector(Service):
         aiokafka holds a record batch until the previous one for its partition
         has left, and that wait (up to 40 ms measured, with the loop stopped)
         would delay decisions: so between batches each record batch is queued
-        by a task of its own. A round writes each line once, and the next
-        opens only after this one is committed, so the order among those
-        tasks does not matter. `in_order` queues them one after the other,
-        for a forced checkpoint, which may write a line twice.
+        by a task of its own (the tasks of a partition take turns, see
+        `_send_batch`). A round writes each line once, and the next opens only
+        after this one is committed, so the order among those tasks does not
+        matter. `in_order` queues them one after the other, for a forced
+        checkpoint, which may write a line twice.
         """
         if not records:
             return
