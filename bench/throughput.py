@@ -502,12 +502,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
+        def timed(lat_settings: Settings, load: float, envelope: int) -> list[float]:
+            lines = (args.latency_lines, args.lines)
+            return asyncio.run(_latency(bootstrap, lat_settings, load, *lines, envelope))
+
         def worker_latency(name: str, load: float, envelope: int) -> list[float]:
             lat_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
             lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{name}.log").start()
             try:
-                lines = (args.latency_lines, args.lines)
-                return asyncio.run(_latency(bootstrap, lat_settings, load, *lines, envelope))
+                return timed(lat_settings, load, envelope)
             finally:
                 lat_worker.stop()
 
@@ -516,27 +519,23 @@ def main(argv: list[str] | None = None) -> int:
         # at a time): a first run on a fresh broker had p99 85 ms, the next
         # eight 28-43. A running broker has compiled them long before; so an
         # untimed run first, reported apart.
-        warm_load = max(0.2 * env_rate, 50.0)
+        paths = (
+            ("envelopes", max(0.2 * env_rate, 50.0), args.envelope_size),
+            ("single", max(0.2 * single_rate, 50.0), 0),
+        )
+        _, warm_load, warm_envelope = paths[0]
         say(f"latency warm-up, envelopes path at {warm_load:,.0f} events/s (not counted)...")
-        warmup = worker_latency("warmup", warm_load, args.envelope_size)
+        warmup = worker_latency("warmup", warm_load, warm_envelope)
         # The pack the capacity was measured with: the full default pack.
         latency: dict[str, tuple[float, list[float], list[float]]] = {}
-        for path, rate, envelope in (
-            ("envelopes", env_rate, args.envelope_size),
-            ("single", single_rate, 0),
-        ):
-            load = max(0.2 * rate, 50.0)
+        for path, load, envelope in paths:
             say(f"latency, {path} path, at 20% of its capacity ({load:,.0f} events/s)...")
             worker_lat = worker_latency(path, load, envelope)
             say(f"latency floor, {path} path: plain aiokafka relay at the same load...")
             floor_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
             ensure_tollguard_topics(floor_settings)
             with relay_process(bootstrap, floor_settings):
-                floor_lat = asyncio.run(
-                    _latency(
-                        bootstrap, floor_settings, load, args.latency_lines, args.lines, envelope
-                    )
-                )
+                floor_lat = timed(floor_settings, load, envelope)
             latency[path] = (load, worker_lat, floor_lat)
 
     results: dict[str, Any] = {
