@@ -1,4 +1,5 @@
-"""The detector's loop: events are decided between the slices of a checkpoint round."""
+"""The detector's loop: events are decided between the slices of a checkpoint round, and a
+round's changelog batches wait to be queued one per partition at a time."""
 
 from __future__ import annotations
 
