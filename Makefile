@@ -40,7 +40,7 @@ ops-tools:
 sip-tools:
 	bash scripts/install_sip_tools.sh
 
-ops-check: ops-tools
+ops-check: ops-tools $(STAMP)
 	scripts/ops/check.sh
 
 unit: $(STAMP)

@@ -45,6 +45,8 @@ for values in default full; do
     step "helm template ($values values) | kubeconform -strict"
     "$BIN/helm" template tollguard "$CHART" --kube-version "$K8S_VERSION" --namespace fraud "${args[@]}" >"$OUT/$values.yaml"
     kubeconform "$OUT/$values.yaml"
+    step "tollguard parses the rendered commands and settings ($values values)"
+    .venv/bin/python scripts/ops/check_commands.py "$OUT/$values.yaml"
     step "promtool check rules ($values values)"
     .cache/ops-venv/bin/python scripts/ops/extract_rules.py "$OUT/$values.yaml" >"$OUT/$values-rules.yaml"
     promtool check rules "$OUT/$values-rules.yaml"
