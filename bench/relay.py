@@ -26,15 +26,11 @@ ATTACKED = "lat-"
 async def relay(bootstrap: str, source: str, sink: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=16 * 1024 * 1024,
-        isolation_level="read_committed",
-    )
+    from tollguard.app.detector import FETCH_OPTIONS, PRODUCER_OPTIONS
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **FETCH_OPTIONS)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+        bootstrap_servers=bootstrap, enable_idempotence=True, **PRODUCER_OPTIONS
     )
     await consumer.start()
     await producer.start()

@@ -47,6 +47,7 @@ from typing import Any
 
 import orjson
 
+from tollguard.app.detector import FETCH_OPTIONS
 from tollguard.app.topics import ensure_tollguard_topics
 from tollguard.config import Settings
 from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, background, merge
@@ -141,8 +142,7 @@ async def raw_consume(bootstrap: str, topic: str, expected: int, enveloped: bool
         group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=16 * 1024 * 1024,
+        **FETCH_OPTIONS,  # the worker's
     )
     await consumer.start()
     try:
@@ -454,13 +454,20 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 rows.append((name, rate))
 
-        say("tollguard worker, 1 process (default rule pack)...")
-        single_rate = worker_pool_rate(settings, n, 1, tmp)
-        rows.append(("tollguard worker, default pack, 1 process", single_rate))
-        say("tollguard worker, 2 processes...")
-        rows.append(
-            ("tollguard worker, default pack, 2 processes", worker_pool_rate(settings, n, 2, tmp))
-        )
+        # The VM's speed drifts by up to half within minutes, so the ratio to a
+        # raw run minutes earlier moves with it (0.345 and 0.621 of raw on one
+        # code). Each worker row also gets a raw run of its own just before it.
+        adjacent_raw: dict[str, float] = {}
+
+        def worker_row(name: str, row_settings: Settings, events: int, workers: int) -> float:
+            say(f"{name}: raw aiokafka just before it, then the worker(s)...")
+            adjacent_raw[name] = asyncio.run(raw_consume(bootstrap, settings.topic_events, n))
+            rate = worker_pool_rate(row_settings, events, workers, tmp)
+            rows.append((name, rate))
+            return rate
+
+        single_rate = worker_row("tollguard worker, default pack, 1 process", settings, n, 1)
+        worker_row("tollguard worker, default pack, 2 processes", settings, n, 2)
 
         say(f"batched path: envelopes of {args.envelope_size} events...")
         env_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
@@ -482,15 +489,11 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
-        say("tollguard worker on envelopes, 1 process...")
-        env_rate = worker_pool_rate(env_settings, env_events, 1, tmp)
-        rows.append(("tollguard worker, default pack, envelopes, 1 process", env_rate))
-        say("tollguard worker on envelopes, 2 processes...")
-        rows.append(
-            (
-                "tollguard worker, default pack, envelopes, 2 processes",
-                worker_pool_rate(env_settings, env_events, 2, tmp),
-            )
+        env_rate = worker_row(
+            "tollguard worker, default pack, envelopes, 1 process", env_settings, env_events, 1
+        )
+        worker_row(
+            "tollguard worker, default pack, envelopes, 2 processes", env_settings, env_events, 2
         )
         say("packer: single events -> envelopes (tollguard ingest pack)...")
         packed = isolated_settings(bootstrap, tmp, partitions=args.partitions)
@@ -548,6 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         "pipelines": {name: round(rate) for name, rate in rows},
         "worker_to_raw": round(single_rate / raw, 4),
         "envelope_worker_to_raw": round(env_rate / raw, 4),
+        "adjacent_raw": {
+            name: {"raw": round(r), "ratio": round(dict(rows)[name] / r, 4)}
+            for name, r in adjacent_raw.items()
+        },
         "latency": {
             path: {
                 "events_per_s": round(load),
@@ -564,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in rows:
         vs_naive = f"{rate / naive:>9.1f}" if naive else f"{'-':>9}"
         print(f"{name:<52}{rate:>12,.0f}{rate / raw:>9.3f}{vs_naive}")
+    print()
+    print(f"{'each worker row against a raw run just before it':<52}{'raw':>12}{'x raw':>9}")
+    for name, adj in results["adjacent_raw"].items():
+        print(f"{name:<52}{adj['raw']:>12,}{adj['ratio']:>9.3f}")
     print()
     for path, lat in results["latency"].items():
         floor = lat["floor"]

@@ -44,6 +44,18 @@ log = logging.getLogger("tollguard.detector")
 # Time a checkpoint round may take between two batches (more after a long batch).
 _CHECKPOINT_SLICE_S = 0.005
 
+# The detector's client options; the bench's latency floor (bench/relay.py) and
+# raw baseline use them too, so that their numbers compare with the worker's.
+# A signal leaves as soon as the loop yields; while a batch is being decided,
+# records pile up into batches anyway. linger_ms=2 measured 4-6 ms from send to
+# a consumer instead of 1.5-2.
+PRODUCER_OPTIONS: dict[str, Any] = {"acks": "all", "linger_ms": 0, "max_batch_size": 256 * 1024}
+FETCH_OPTIONS: dict[str, Any] = {
+    "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    "fetch_max_bytes": 16 * 1024 * 1024,
+    "isolation_level": "read_committed",
+}
+
 
 def kafka_client_config(settings: Settings) -> dict[str, Any]:
     """Connection settings (bootstrap, TLS, SASL) shared by every aiokafka client."""
@@ -86,13 +98,8 @@ class Detector(Service):
         common = kafka_client_config(s)
         self.producer = AIOKafkaProducer(
             **common,
-            acks="all",
+            **PRODUCER_OPTIONS,
             enable_idempotence=s.producer_idempotence,
-            # A signal leaves as soon as the loop yields; while a batch is being
-            # decided, records pile up into batches anyway. linger_ms=2 measured
-            # 4-6 ms from send to a consumer instead of 1.5-2.
-            linger_ms=0,
-            max_batch_size=256 * 1024,
         )
         await self.producer.start()
         # Learn where every output topic lives now: otherwise the first signal
@@ -104,11 +111,9 @@ class Detector(Service):
             group_id=s.app_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=16 * 1024 * 1024,
+            **FETCH_OPTIONS,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
-            isolation_level="read_committed",
         )
         self.consumer.subscribe([s.topic_events], listener=_Rebalance(self))
         await self.consumer.start()
