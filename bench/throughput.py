@@ -462,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # The VM's speed drifts by up to half within minutes, so the ratio to a
         # raw run minutes earlier moves with it (0.345 and 0.621 of raw on one
-        # code). Each worker row also gets a raw run of its own just before it.
+        # code). Each worker row also gets a raw run of its own just before it,
+        # over the single-event topic: the baseline the goal names.
         adjacent_raw: dict[str, float] = {}
 
         def worker_row(name: str, row_settings: Settings, events: int, workers: int) -> float:

@@ -24,7 +24,7 @@ from tollguard.numbering.plan import RULES_DIR_ENV
 
 # Read outside the settings fields.
 OTHER_VARIABLES = {"TOLLGUARD_CONFIG", RULES_DIR_ENV}
-WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+WORKLOADS = {"Deployment", "StatefulSet"}
 
 
 def containers(manifests: str) -> list[tuple[str, dict[str, Any]]]:
