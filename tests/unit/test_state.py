@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from tollguard.engine.kinds.live import LiveCalls
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, load_default_dial_plans
 from tollguard.rulepacks import load_pack
+from tollguard.simulate.scenarios import hash_small
 from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, background, merge
 
 from .helpers import T0
@@ -29,13 +29,13 @@ def processor() -> BatchProcessor:
     )
 
 
-def by_crc32(line_id: str) -> int:
-    """Two partitions, the same in every run (Python's hash() is salted per process)."""
-    return zlib.crc32(line_id.encode()) % 2
+def two_partitions(line_id: str) -> int:
+    """The same in every run: Python's hash() is salted per process."""
+    return hash_small(line_id) % 2
 
 
 def records(
-    n_lines: int = 30, attack_calls: int = 120, partition_of: Callable[[str], int] = by_crc32
+    n_lines: int = 30, attack_calls: int = 120, partition_of: Callable[[str], int] = two_partitions
 ) -> list[RawRecord]:
     end = T0 + 8 * 3_600_000
     events = merge(
