@@ -1,9 +1,10 @@
 """Destination lookup and dial-plan normalisation for the detection core.
 
 Every call event goes through ``DialPlan.normalize`` and ``DestinationTable.lookup``, so both
-are written for the hot path: one compiled regex for the common national number, no
-allocation beyond a couple of slices, and no I/O (tables are loaded once at start-up from
-the generated files under ``rules/numbering``, see ``scripts/gen_numbering.py``).
+are written for the hot path: one compiled regex for the common national number, little
+allocation (that regex's match, or a couple of slices), and no I/O (tables are loaded once
+at start-up from the generated files under ``rules/numbering``, see
+``scripts/gen_numbering.py``).
 """
 
 from __future__ import annotations
