@@ -1,3 +1,5 @@
+import gc
+
 from tollguard.engine.dedup import RecentIds
 
 
@@ -37,3 +39,32 @@ def test_a_generation_is_spread_over_shards_that_fill_at_different_rates() -> No
     assert max(sizes) < n / 10
     assert max(sizes) > 1.6 * min(sizes)
     assert not any(ids.add(f"call-{i}", "setup", 2_000) for i in range(0, n, 997))
+
+
+def _collector_visits(root: object) -> int:
+    """References a full collection follows from `root` through tracked containers.
+
+    Classes are left out: they lead into modules, which are not the filter's.
+    """
+    seen: set[int] = set()
+    todo = [root]
+    visits = 0
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not gc.is_tracked(obj) or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        referents = gc.get_referents(obj)
+        visits += len(referents)
+        todo.extend(referents)
+    return visits
+
+
+def test_a_full_collection_does_not_walk_the_remembered_ids() -> None:
+    # A full collection stops the worker while it walks every tracked
+    # container; the filter holds millions of ids in production.
+    ids = RecentIds(1000)
+    for i in range(200_000):
+        ids.add(f"call-{i}", "setup", i // 100)
+    assert len(ids) > 100_000
+    assert _collector_visits(ids) < 500
