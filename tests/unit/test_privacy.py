@@ -34,6 +34,7 @@ ALLOWED_LABELS = {
     "op",
     "outcome",
     "le",
+    "generation",  # the garbage collector's: 0, 1 or 2
     "quantile",
 }
 PHONE_LIKE = re.compile(r"\d{6,}")

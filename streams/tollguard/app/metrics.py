@@ -8,6 +8,8 @@ bulk through a small collector of our own for the same reason.
 
 from __future__ import annotations
 
+import gc
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -18,6 +20,7 @@ from prometheus_client.registry import Collector
 from tollguard.engine.events import REJECT_REASONS
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+GC_PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
 
@@ -63,16 +66,62 @@ class BulkHistogram(Collector):
         counts[0] += n - above
         self.sum += (now_ms * n - sum(times)) / 1000
 
-    def collect(self) -> Iterator[HistogramMetricFamily]:
-        cumulative: list[tuple[str, float]] = []
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Bucket counts as Prometheus wants them: each includes all below it."""
+        buckets: list[tuple[str, float]] = []
         running = 0
         for bound, n in zip(self.bounds, self.counts, strict=False):
             running += n
-            cumulative.append((repr(bound), running))
+            buckets.append((repr(bound), running))
         running += self.counts[-1]
-        cumulative.append(("+Inf", running))
+        buckets.append(("+Inf", running))
+        return buckets
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation)
-        family.add_metric([], cumulative, self.sum)
+        family.add_metric([], self.cumulative(), self.sum)
+        yield family
+
+
+class GcPauses(Collector):
+    """How long the cyclic garbage collector stops the worker, by generation.
+
+    No event is decided while a collection runs, and a full one walks every
+    tracked object in the process: a pause shows as a step in decision
+    latency that nothing else explains (docs/performance.md).
+    """
+
+    name = "tollguard_gc_pause_seconds"
+
+    def __init__(self) -> None:
+        self.generations = [
+            BulkHistogram(self.name, "", GC_PAUSE_BUCKETS) for _ in range(len(gc.get_count()))
+        ]
+        self._started = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # A collection holds the GIL from start to stop and they never nest.
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.generations[info["generation"]].observe(time.perf_counter() - self._started)
+
+    def watch(self) -> None:
+        if self.on_gc not in gc.callbacks:
+            gc.callbacks.append(self.on_gc)
+
+    def unwatch(self) -> None:
+        if self.on_gc in gc.callbacks:
+            gc.callbacks.remove(self.on_gc)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            self.name,
+            "Time the cyclic garbage collector stopped the worker, by generation (2 is full)",
+            labels=["generation"],
+        )
+        for generation, histogram in enumerate(self.generations):
+            family.add_metric([str(generation)], histogram.cumulative(), histogram.sum)
         yield family
 
 
@@ -151,8 +200,10 @@ class Metrics:
             "Time from an event's switch timestamp to its processing",
             LAG_BUCKETS,
         )
+        self.gc_pauses = GcPauses()
         r.register(self.decision_latency)
         r.register(self.event_lag)
+        r.register(self.gc_pauses)
 
     def set_rules_version(self, version: str) -> None:
         self.rules_version.clear()

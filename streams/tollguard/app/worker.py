@@ -107,6 +107,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             return self.bytes(generate_latest(metrics_.registry), content_type=METRICS_CONTENT_TYPE)
 
     tune_gc()
+    metrics_.gc_pauses.watch()
     app.tollguard_detector = detector  # type: ignore[attr-defined]
     app.tollguard_processor = processor  # type: ignore[attr-defined]
     app.tollguard_metrics = metrics_  # type: ignore[attr-defined]
