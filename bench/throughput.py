@@ -383,6 +383,37 @@ def latency_summary(lat: list[float]) -> dict[str, Any]:
     }
 
 
+GcSnapshot = dict[str, tuple[float, dict[float, float]]]
+
+
+def gc_pauses(worker: WorkerProcess) -> GcSnapshot:
+    """The worker's collector pauses: per generation, seconds in all and cumulative buckets."""
+    out: GcSnapshot = {}
+    for (name, labels), value in worker.metrics().items():
+        tags = dict(labels)
+        if name == "tollguard_gc_pause_seconds_sum":
+            out[tags["generation"]] = (value, out.get(tags["generation"], (0.0, {}))[1])
+        elif name == "tollguard_gc_pause_seconds_bucket":
+            out.setdefault(tags["generation"], (0.0, {}))[1][float(tags["le"])] = value
+    return out
+
+
+def gc_during(before: GcSnapshot, after: GcSnapshot) -> dict[str, Any]:
+    """Collections between two snapshots, per generation: count, total ms, longest's bucket."""
+    summary: dict[str, Any] = {}
+    for generation, (seconds, buckets) in sorted(after.items()):
+        seconds0, buckets0 = before.get(generation, (0.0, {}))
+        grown = [(bound, n - buckets0.get(bound, 0.0)) for bound, n in sorted(buckets.items())]
+        count = grown[-1][1] if grown else 0.0
+        longest = next(bound for bound, n in grown if n == count) if count else None
+        summary[generation] = {
+            "collections": int(count),
+            "total_ms": round((seconds - seconds0) * 1000, 1),
+            "longest_under_ms": None if longest is None else longest * 1000,
+        }
+    return summary
+
+
 @contextmanager
 def relay_process(bootstrap: str, settings: Settings) -> Iterator[None]:
     """`bench.relay` from the events to the control topic, ready, for the block's duration."""
@@ -516,11 +547,17 @@ def main(argv: list[str] | None = None) -> int:
             lines = (args.latency_lines, args.lines)
             return asyncio.run(_latency(bootstrap, lat_settings, load, *lines, envelope))
 
+        # The worker's garbage-collector pauses during each timed run, by path.
+        latency_gc: dict[str, dict[str, Any]] = {}
+
         def worker_latency(name: str, load: float, envelope: int) -> list[float]:
             lat_settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
             lat_worker = WorkerProcess(lat_settings, tmp / f"latency-{name}.log").start()
             try:
-                return timed(lat_settings, load, envelope)
+                before = gc_pauses(lat_worker)
+                lat = timed(lat_settings, load, envelope)
+                latency_gc[name] = gc_during(before, gc_pauses(lat_worker))
+                return lat
             finally:
                 lat_worker.stop()
 
@@ -567,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                 "events_per_s": round(load),
                 **latency_summary(lat),
                 "floor": latency_summary(floor),
+                "gc": latency_gc[path],
             }
             for path, (load, lat, floor) in latency.items()
         },
@@ -592,6 +630,13 @@ def main(argv: list[str] | None = None) -> int:
             f"relay, same load): p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, "
             f"max {floor['max_ms']} ms"
         )
+        pauses = ", ".join(
+            f"generation {g}: {c['collections']} ({c['total_ms']} ms, longest under "
+            f"{c['longest_under_ms']} ms)"
+            for g, c in lat["gc"].items()
+            if c["collections"]
+        )
+        print(f"  worker's garbage-collector pauses during the run: {pauses or 'none'}")
     warm = results["latency_warmup"]
     print(
         f"(untimed warm-up before them, envelopes path at {warm['events_per_s']:,} events/s: "

@@ -34,4 +34,6 @@ def test_throughput_bench_runs_and_reports_every_pipeline(
     }
     floors = {path: r["floor"]["samples"] for path, r in results["latency"].items()}
     assert floors == {"envelopes": 10, "single": 10}
+    # The worker's collector pauses, read from its own metrics, per generation.
+    assert all(set(r["gc"]) == {"0", "1", "2"} for r in results["latency"].values())
     assert results["latency_warmup"]["samples"] == 10
