@@ -19,6 +19,7 @@ so a broker round trip never delays a decision.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable
@@ -32,6 +33,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 )
 from mode import Service
 
+from tollguard.app.collector import YoungCollections
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor, Outputs, StateRecord
 from tollguard.config import Settings
@@ -92,6 +94,7 @@ class Detector(Service):
         # One changelog record batch at a time waits to join each partition's queue.
         self._appending: dict[int, asyncio.Lock] = {}
         self._owned: set[int] = set()
+        self._young = YoungCollections()
 
     async def on_start(self) -> None:
         s = self.settings
@@ -207,6 +210,12 @@ class Detector(Service):
                 # A saturated worker's long batches earn longer slices: rounds still end.
                 spent = time.perf_counter() - handled
                 await self._commit(slice_s=max(_CHECKPOINT_SLICE_S, spent / 4))
+            if fetched:
+                events = sum(map(len, fetched.values())) * self.processor.events_per_record
+                generation = self._young.due(events)
+                if generation is not None:
+                    await asyncio.sleep(0)  # the sender first: this batch's signals go out
+                    gc.collect(generation)
             if fetched or checkpointing:
                 busy.inc(time.perf_counter() - started)
 

@@ -7,7 +7,6 @@ see app/detector.py for why events bypass Faust's per-message streams.
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from faust.web import Request, Response, View
 from mode.utils.logging import DEFAULT_FORMAT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tollguard.app.collector import tune_gc
 from tollguard.app.detector import Detector
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor
@@ -29,20 +29,6 @@ from tollguard.rulepacks import load_pack
 log = logging.getLogger("tollguard.worker")
 # aiohttp wants the charset apart from the content type.
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a process holding millions of lines.
-
-    Line state holds no reference cycles, yet every tracked object is scanned
-    again as state grows; with the default thresholds that cost a quarter of
-    the hot path (bench/throughput.py). Objects alive after start-up (rule
-    tables, numbering data, imported modules) are frozen out of collections,
-    and young collections run every 50,000 allocations instead of 700.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def logging_config(level: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from msgspec import Struct
 
 __all__ = [
     "Destination",
@@ -65,10 +66,15 @@ def default_rules_dir() -> Path:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Destination:
+class Destination(Struct, frozen=True, gc=False):
     """One row of the destination table: the unit that rules, counters and alerts are keyed
-    on, so that a spike to "Jersey (+44 1534)" is not diluted into all of +44."""
+    on, so that a spike to "Jersey (+44 1534)" is not diluted into all of +44.
+
+    A Struct without a collector header: a line's call legs hold their
+    destination, and a tuple holding only untracked objects leaves the
+    collector at its first look, where one holding a dataclass instance is
+    walked by every collection for as long as the leg lives.
+    """
 
     prefix: str
     country_code: str
