@@ -258,14 +258,18 @@ def faust_rate(kind: str, bootstrap: str, topic: str, expected: int, partitions:
     raise SystemExit(f"Faust baseline {kind} failed:\n{proc.stderr[-2000:]}")
 
 
-def worker_pool_rate(settings: Settings, n: int, workers: int, tmp: Path) -> float:
-    """Events/s of `workers` worker processes sharing one fresh consumer group."""
+def worker_pool_rate(settings: Settings, n: int, workers: int, tmp: Path) -> tuple[float, float]:
+    """Events/s of `workers` worker processes sharing one fresh consumer group, and the
+    share of their busy time the garbage collector stopped them (start-up included)."""
     pool = replace(settings, app_id=f"{settings.app_id}-x{workers}-{uuid.uuid4().hex[:4]}")
     procs: list[WorkerProcess] = []
     try:
         for i in range(workers):
             procs.append(WorkerProcess(pool, tmp / f"{pool.app_id}-{i}.log").start())
-        return measure_rate(procs, n).rate
+        run = measure_rate(procs, n)
+        paused = sum(seconds for w in procs for seconds, _ in gc_pauses(w).values())
+        busy = sum(w.metric("tollguard_busy_seconds_total") for w in procs)
+        return run.rate, paused / busy if busy else 0.0
     finally:
         for w in procs:
             w.stop()
@@ -496,11 +500,12 @@ def main(argv: list[str] | None = None) -> int:
         # code). Each worker row also gets a raw run of its own just before it,
         # over the single-event topic: the baseline the goal names.
         adjacent_raw: dict[str, float] = {}
+        gc_share: dict[str, float] = {}
 
         def worker_row(name: str, row_settings: Settings, events: int, workers: int) -> float:
             say(f"{name}: raw aiokafka just before it, then the worker(s)...")
             adjacent_raw[name] = asyncio.run(raw_consume(bootstrap, settings.topic_events, n))
-            rate = worker_pool_rate(row_settings, events, workers, tmp)
+            rate, gc_share[name] = worker_pool_rate(row_settings, events, workers, tmp)
             rows.append((name, rate))
             return rate
 
@@ -596,7 +601,11 @@ def main(argv: list[str] | None = None) -> int:
         "worker_to_raw": round(single_rate / raw, 4),
         "envelope_worker_to_raw": round(env_rate / raw, 4),
         "adjacent_raw": {
-            name: {"raw": round(r), "ratio": round(dict(rows)[name] / r, 4)}
+            name: {
+                "raw": round(r),
+                "ratio": round(dict(rows)[name] / r, 4),
+                "gc_share_of_busy": round(gc_share[name], 4),
+            }
             for name, r in adjacent_raw.items()
         },
         "latency": {
@@ -617,9 +626,11 @@ def main(argv: list[str] | None = None) -> int:
         vs_naive = f"{rate / naive:>9.1f}" if naive else f"{'-':>9}"
         print(f"{name:<52}{rate:>12,.0f}{rate / raw:>9.3f}{vs_naive}")
     print()
-    print(f"{'each worker row against a raw run just before it':<52}{'raw':>12}{'x raw':>9}")
+    header = "each worker row against a raw run just before it"
+    print(f"{header:<52}{'raw':>12}{'x raw':>9}{'GC % busy':>11}")
     for name, adj in results["adjacent_raw"].items():
-        print(f"{name:<52}{adj['raw']:>12,}{adj['ratio']:>9.3f}")
+        gc_pct = 100 * adj["gc_share_of_busy"]
+        print(f"{name:<52}{adj['raw']:>12,}{adj['ratio']:>9.3f}{gc_pct:>10.1f}%")
     print()
     for path, lat in results["latency"].items():
         floor = lat["floor"]

@@ -28,6 +28,7 @@ def test_throughput_bench_runs_and_reports_every_pipeline(
     workers = {name for name in results["pipelines"] if name.startswith("tollguard worker")}
     assert set(results["adjacent_raw"]) == workers and len(workers) == 4
     assert all(a["raw"] > 0 and a["ratio"] > 0 for a in results["adjacent_raw"].values())
+    assert all(0 <= a["gc_share_of_busy"] < 1 for a in results["adjacent_raw"].values())
     assert {path: r["samples"] for path, r in results["latency"].items()} == {
         "envelopes": 10,
         "single": 10,
