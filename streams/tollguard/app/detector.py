@@ -203,6 +203,7 @@ class Detector(Service):
             fetched = await consumer.getmany(
                 timeout_ms=1 if checkpointing else 200, max_records=records
             )
+            n_records = sum(map(len, fetched.values()))
             async with self._lock:
                 handled = time.perf_counter()
                 if fetched:
@@ -210,13 +211,15 @@ class Detector(Service):
                 # A saturated worker's long batches earn longer slices: rounds still end.
                 spent = time.perf_counter() - handled
                 await self._commit(slice_s=max(_CHECKPOINT_SLICE_S, spent / 4))
-            if fetched:
-                events = sum(map(len, fetched.values())) * self.processor.events_per_record
+            # Done with: a collection now would walk every record of the batch.
+            del fetched
+            if n_records:
+                events = n_records * self.processor.events_per_record
                 generation = self._young.due(events)
                 if generation is not None:
                     await asyncio.sleep(0)  # the sender first: this batch's signals go out
                     gc.collect(generation)
-            if fetched or checkpointing:
+            if n_records or checkpointing:
                 busy.inc(time.perf_counter() - started)
 
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
