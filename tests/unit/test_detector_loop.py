@@ -1,16 +1,19 @@
-"""The detector's loop: events are decided between the slices of a checkpoint round, and a
-round's changelog batches wait to be queued one per partition at a time."""
+"""The detector's loop: events are decided between the slices of a checkpoint round, a
+round's changelog batches wait to be queued one per partition at a time, and the loop runs
+the young garbage collections itself."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition  # type: ignore[import-untyped]
 
 from tollguard.app import detector as detector_module
+from tollguard.app.collector import YoungCollections
 from tollguard.app.detector import Detector
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import RawRecord, StateRecord
@@ -150,3 +153,35 @@ def test_changelog_batches_of_a_partition_wait_to_be_queued_one_at_a_time() -> N
     producer = asyncio.run(run())
     assert len(producer.queued) == 40  # every batch queued and acknowledged
     assert producer.most_waiting == 1
+
+
+def test_the_loop_runs_the_young_collections_itself_as_events_are_handled() -> None:
+    # Left to CPython, a young collection waits for net growth and then walks
+    # every window the events since the last one replaced (50-100 ms).
+    recs = records(n_lines=300, attack_calls=0)[:1200]
+    metrics = Metrics()
+    pauses = metrics.gc_pauses
+
+    async def run() -> None:
+        worker = Detector(load_settings(env={}, commit_interval_s=0.0), processor(), metrics)
+        worker._young = YoungCollections(every_events=100, middle_every=4)
+        worker.consumer = FetchingConsumer(list(recs))
+        worker.producer = AckingProducer()
+        worker._owned = {0, 1}
+        loop = asyncio.ensure_future(worker._consume())
+        for _ in range(2000):
+            await asyncio.sleep(0.001)
+            if not worker.consumer.pending and not worker.consumer.fetched:
+                break
+        loop.cancel()
+
+    gc.disable()  # only the loop's own collections are counted
+    pauses.watch()
+    try:
+        asyncio.run(run())
+    finally:
+        pauses.unwatch()
+        gc.enable()
+    young, middle, full = (sum(h.counts) for h in pauses.generations)
+    assert young + middle >= len(recs) // 100 - 1
+    assert middle >= 1 and full == 0
