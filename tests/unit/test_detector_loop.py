@@ -81,6 +81,19 @@ class AckingProducer:
         return ack
 
 
+async def consume_all(worker: Detector, recs: list[RawRecord]) -> None:
+    """Run the worker's loop over `recs` until its consumer has handed all of them out."""
+    consumer = worker.consumer = FetchingConsumer(list(recs))
+    worker.producer = AckingProducer()
+    worker._owned = {0, 1}
+    loop = asyncio.ensure_future(worker._consume())
+    for _ in range(2000):
+        await asyncio.sleep(0.001)
+        if not consumer.pending and not consumer.fetched:
+            break
+    loop.cancel()
+
+
 def test_events_are_decided_between_the_slices_of_a_checkpoint_round(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -99,19 +112,8 @@ def test_events_are_decided_between_the_slices_of_a_checkpoint_round(
 
     monkeypatch.setattr(proc, "process", watched)
 
-    async def run() -> None:
-        worker = Detector(load_settings(env={}, commit_interval_s=0.0), proc, Metrics())
-        worker.consumer = FetchingConsumer(list(later))
-        worker.producer = AckingProducer()
-        worker._owned = {0, 1}
-        loop = asyncio.ensure_future(worker._consume())
-        for _ in range(2000):
-            await asyncio.sleep(0.001)
-            if not worker.consumer.pending and not worker.consumer.fetched:
-                break
-        loop.cancel()
-
-    asyncio.run(run())
+    worker = Detector(load_settings(env={}, commit_interval_s=0.0), proc, Metrics())
+    asyncio.run(consume_all(worker, later))
     assert proc.positions, "no event was decided"
     assert any(decided_during_round), "events waited for the whole checkpoint round"
 
@@ -162,23 +164,12 @@ def test_the_loop_runs_the_young_collections_itself_as_events_are_handled() -> N
     metrics = Metrics()
     pauses = metrics.gc_pauses
 
-    async def run() -> None:
-        worker = Detector(load_settings(env={}, commit_interval_s=0.0), processor(), metrics)
-        worker._young = YoungCollections(every_events=100, middle_every=4)
-        worker.consumer = FetchingConsumer(list(recs))
-        worker.producer = AckingProducer()
-        worker._owned = {0, 1}
-        loop = asyncio.ensure_future(worker._consume())
-        for _ in range(2000):
-            await asyncio.sleep(0.001)
-            if not worker.consumer.pending and not worker.consumer.fetched:
-                break
-        loop.cancel()
-
+    worker = Detector(load_settings(env={}, commit_interval_s=0.0), processor(), metrics)
+    worker._young = YoungCollections(every_events=100, middle_every=4)
     gc.disable()  # only the loop's own collections are counted
     pauses.watch()
     try:
-        asyncio.run(run())
+        asyncio.run(consume_all(worker, recs))
     finally:
         pauses.unwatch()
         gc.enable()
