@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -89,3 +90,36 @@ def test_seed_attack_without_the_hot_list_is_still_blocked() -> None:
     setups = [e for e in attack if e["type"] == "setup"]
     assert int(block.event_ts or 0) <= int(setups[19]["ts"])  # type: ignore[call-overload]
     assert block.rule_id == "new-destination"
+
+
+def test_a_batch_decides_exactly_as_one_event_at_a_time() -> None:
+    """Most events take the engine's shortcut (admitted, nothing else to do); taking it
+    must change nothing against the full path, one event at a time."""
+    calls = sorted(
+        pop.hotel() + pop.seed_attack("pbx-osaka-0042", pop.START + 30 * pop.HOUR),
+        key=lambda e: int(e["ts"]),  # type: ignore[call-overload]
+    )
+    # Answers and releases without a callee, as many switches send them: the
+    # engine finds their destination by the setup's call leg.
+    calls = [{k: v for k, v in e.items() if k != "callee" or e["type"] == "setup"} for e in calls]
+    stream = [e for i, e in enumerate(calls) for _ in range(2 if i % 7 == 0 else 1)]  # re-sent
+    late = dict(stream[len(stream) // 2], call_id="late-1", ts=pop.START)
+    stream.insert(len(stream) * 3 // 4, late)
+    parse = parser("JP").from_dict
+
+    full_path = copy.copy(default_pack())
+    object.__setattr__(full_path, "quiet_domestic", frozenset())  # no shortcut
+    one = Engine(full_path)
+    one_out: list[ControlSignal] = []
+    verdicts = [(e["call_id"], one.process(parse(dict(e)), one_out)) for e in stream]
+
+    batch = Engine(default_pack())
+    batch_out: list[ControlSignal] = []
+    refused = batch.process_batch([parse(dict(e)) for e in stream], batch_out)
+
+    assert [(e.call_id, why) for e, why in refused] == [(c, v) for c, v in verdicts if v]
+    assert {why for _, why in refused} == {"duplicate", "late"}
+    assert [s.signal_id for s in batch_out] == [s.signal_id for s in one_out]
+    assert any(s.action == "block" for s in batch_out)
+    assert batch.lines == one.lines and batch.dirty == one.dirty
+    assert batch.stats == one.stats

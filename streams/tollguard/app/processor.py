@@ -19,12 +19,23 @@ import orjson
 from tollguard.app.heap import release_free_memory
 from tollguard.app.metrics import Metrics
 from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
-from tollguard.engine.events import MAX_ENVELOPE_EVENTS, CallEvent, EnvelopeItemError, wire_form
+from tollguard.engine.engine import DUPLICATE
+from tollguard.engine.events import (
+    ANSWER,
+    MAX_ENVELOPE_EVENTS,
+    RELEASE,
+    SETUP,
+    CallEvent,
+    EnvelopeItemError,
+    EventType,
+    wire_form,
+)
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, DialPlan
 from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
 
 log = logging.getLogger("tollguard.processor")
+EVENT_TYPES: tuple[EventType, ...] = (SETUP, ANSWER, RELEASE)
 
 
 class StateRecord(NamedTuple):
@@ -355,24 +366,32 @@ class BatchProcessor:
                 engine = self.engine(partition)
                 covered = self.covered.get(partition)
             assert engine is not None
-            for event in events:
-                if covered and record.offset < covered.get(event.line_id, -1):
-                    replayed += 1  # already in the restored state of this line
-                    continue
-                verdict = engine.process(event, signals)
-                if verdict is not None:
-                    if verdict == "duplicate":
+            if covered:
+                offset = record.offset
+                kept = [e for e in events if offset >= covered.get(e.line_id, -1)]
+                replayed += len(events) - len(kept)  # already in the lines' restored state
+                events = kept
+            refused = engine.process_batch(events, signals)
+            if refused:
+                for event, verdict in refused:
+                    if verdict == DUPLICATE:
                         duplicates += 1
-                    else:
-                        rejected[verdict] = rejected.get(verdict, 0) + 1
-                        item = wire_form(event) if enveloped else None
-                        letter = dead_letter(record, verdict, _late_detail(event), item)
-                        out.deadletter.append((record.key, letter))
-                    continue
-                by_type[event.type] = by_type.get(event.type, 0) + 1
-                event_times.append(event.ts_ms)
-                if event.international and event.dest is not None:
-                    code = event.dest.country_code
+                        continue
+                    rejected[verdict] = rejected.get(verdict, 0) + 1
+                    item = wire_form(event) if enveloped else None
+                    letter = dead_letter(record, verdict, _late_detail(event), item)
+                    out.deadletter.append((record.key, letter))
+                gone = {id(event) for event, _ in refused}
+                events = [e for e in events if id(e) not in gone]
+            event_times += [e.ts_ms for e in events]
+            types = [e.type for e in events]
+            for event_type in EVENT_TYPES:
+                n = types.count(event_type)
+                if n:
+                    by_type[event_type] = by_type.get(event_type, 0) + n
+            for dest in [e.dest for e in events if e.international]:
+                if dest is not None:
+                    code = dest.country_code
                     by_country[code] = by_country.get(code, 0) + 1
         if n_records:
             self.events_per_record += 0.5 * (n_events / n_records - self.events_per_record)

@@ -52,6 +52,9 @@ from tollguard.signals.model import (
 )
 
 UNKNOWN_DEST = "unknown"
+# Why `process` refuses an event.
+LATE = "late"
+DUPLICATE = "duplicate"
 SAMPLE_CALLEES = 5
 # Setups remembered per line so an answer without a callee can be matched to its
 # destination (only when the pack has rules that need it). Answers follow their
@@ -199,43 +202,93 @@ class Engine:
     def process(self, event: CallEvent, out: list[ControlSignal]) -> str | None:
         """Feed one event; append any signals to `out`.
 
-        Returns a rejection reason ("late") or "duplicate", else None. Marks the
-        line dirty when what a checkpoint would write changed: always when a
-        rule saw the event, but for the line's last-seen time only once per
-        LAST_SEEN_GRANULE_MS, so the common event no rule keeps state for
-        costs no changelog write.
+        Returns a rejection reason ("late") or "duplicate", else None.
         """
+        refused = self.process_batch((event,), out)
+        return refused[0][1] if refused else None
+
+    def process_batch(
+        self, events: Iterable[CallEvent], out: list[ControlSignal]
+    ) -> list[tuple[CallEvent, str]]:
+        """Feed events in order; append any signals to `out`.
+
+        Returns the events refused, each with its reason ("late" or
+        "duplicate"). Marks a line dirty when what a checkpoint would write
+        changed: always when a rule saw the event, but for the line's last-seen
+        time only once per LAST_SEEN_GRANULE_MS, so the common event no rule
+        keeps state for costs no changelog write.
+
+        One call per batch, not per event: most events (calls at home, from
+        lines no rule has state for) end in this loop, and at 100,000 events/s
+        a call and a dozen attribute lookups per event are a tenth of the
+        worker's time.
+        """
+        lines = self.lines
+        dirty_add = self.dirty.add
+        lateness = self.config.lateness_ms
+        seen = self._dedup.add
+        quiet = self.pack.quiet_domestic
+        due = self._due
+        refused: list[tuple[CallEvent, str]] = []
+        processed = 0
+        try:
+            for event in events:
+                ts = event.ts_ms
+                line_id = event.line_id
+                state = lines.get(line_id)
+                if state is None:
+                    tenant = event.tenant
+                    if tenant is not None:
+                        tenant = intern(tenant)  # one string per tenant name, not one per line
+                    state = lines[line_id] = LineState(tenant, ts, ts)
+                    dirty_add(line_id)
+                elif ts < state.max_ts - lateness:
+                    refused.append((event, LATE))
+                    continue
+                if not seen(event.call_id, event.type, ts):
+                    refused.append((event, DUPLICATE))
+                    continue
+                processed += 1
+                last = state.max_ts
+                if ts > last:
+                    if ts // LAST_SEEN_GRANULE_MS != last // LAST_SEEN_GRANULE_MS:
+                        dirty_add(line_id)
+                    state.max_ts = ts
+                    if ts > self.max_ts:
+                        self.max_ts = ts
+                elif ts < state.first_ts:
+                    state.first_ts = ts
+                    dirty_add(line_id)
+                elif ts > self.max_ts:  # a new line's first event
+                    self.max_ts = ts
+                tenant = event.tenant
+                if tenant is not None and tenant != state.tenant:
+                    state.tenant = intern(tenant)
+                    dirty_add(line_id)
+                etype = event.type
+                # A domestic setup needs a rule or a call leg, or else nothing;
+                # a domestic answer or release may close a leg a line has.
+                if (
+                    not event.international
+                    and etype in quiet
+                    and (etype == SETUP or state.rules is None)
+                ):
+                    if due and due[0][0] <= self.max_ts:
+                        self._run_due(out)
+                    continue
+                self._apply(event, state, out)
+        finally:
+            stats = self.stats
+            stats.processed += processed
+            if refused:
+                stats.late += sum(1 for _, why in refused if why == LATE)
+                stats.duplicates += sum(1 for _, why in refused if why == DUPLICATE)
+        return refused
+
+    def _apply(self, event: CallEvent, state: LineState, out: list[ControlSignal]) -> None:
+        """An admitted event's call legs and rules."""
         ts = event.ts_ms
         line_id = event.line_id
-        state = self.lines.get(line_id)
-        if state is None:
-            tenant = event.tenant
-            if tenant is not None:
-                tenant = intern(tenant)  # one string per tenant name, not one per line
-            state = self.lines[line_id] = LineState(tenant, ts, ts)
-            self.dirty.add(line_id)
-        elif ts < state.max_ts - self.config.lateness_ms:
-            self.stats.late += 1
-            return "late"
-        if not self._dedup.add(event.call_id, event.type, ts):
-            self.stats.duplicates += 1
-            return "duplicate"
-        self.stats.processed += 1
-        if ts > state.max_ts:
-            if ts // LAST_SEEN_GRANULE_MS != state.max_ts // LAST_SEEN_GRANULE_MS:
-                self.dirty.add(line_id)
-            state.max_ts = ts
-            if ts > self.max_ts:
-                self.max_ts = ts
-        elif ts < state.first_ts:
-            state.first_ts = ts
-            self.dirty.add(line_id)
-        elif ts > self.max_ts:  # a new line's first event
-            self.max_ts = ts
-        tenant = event.tenant
-        if tenant is not None and tenant != state.tenant:
-            state.tenant = intern(tenant)
-            self.dirty.add(line_id)
         pack = self.pack
         etype = event.type
         line_rules = state.rules
@@ -273,7 +326,7 @@ class Engine:
         if not rules:
             if self._due and self._due[0][0] <= self.max_ts:
                 self._run_due(out)
-            return None
+            return
         matched = False
         tenant = state.tenant
         tag = self._tag(event)
@@ -309,7 +362,6 @@ class Engine:
                 line_rules.recent = recent[-SAMPLE_CALLEES:]
         if self._due and self._due[0][0] <= self.max_ts:
             self._run_due(out)
-        return None
 
     def _tag(self, event: CallEvent) -> str:
         dest = event.dest

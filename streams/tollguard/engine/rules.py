@@ -231,6 +231,9 @@ class RulePack:
     # Whether setups must be remembered for answers without a callee (any call / domestic too).
     needs_call_legs: bool = field(init=False, compare=False, repr=False)
     needs_domestic_legs: bool = field(init=False, compare=False, repr=False)
+    # Event types no rule sees for a domestic call and that set no call leg:
+    # most events are such, and the engine admits them and stops.
+    quiet_domestic: frozenset[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         types = (SETUP, ANSWER, RELEASE)
@@ -242,6 +245,10 @@ class RulePack:
         object.__setattr__(self, "by_type_domestic", domestic)
         object.__setattr__(self, "needs_call_legs", bool(by_type[ANSWER]))
         object.__setattr__(self, "needs_domestic_legs", bool(domestic[ANSWER]))
+        quiet = {t for t in types if not domestic[t]}
+        if domestic[ANSWER]:
+            quiet.discard(SETUP)
+        object.__setattr__(self, "quiet_domestic", frozenset(quiet))
 
     @property
     def max_window_ms(self) -> int:
