@@ -117,7 +117,7 @@ def test_a_batch_decides_exactly_as_one_event_at_a_time() -> None:
     batch_out: list[ControlSignal] = []
     refused = batch.process_batch([parse(dict(e)) for e in stream], batch_out)
 
-    assert [(e.call_id, why) for e, why in refused] == [(c, v) for c, v in verdicts if v]
+    assert [(stream[i]["call_id"], why) for i, why in refused] == [(c, v) for c, v in verdicts if v]
     assert {why for _, why in refused} == {"duplicate", "late"}
     assert [s.signal_id for s in batch_out] == [s.signal_id for s in one_out]
     assert any(s.action == "block" for s in batch_out)

@@ -111,3 +111,30 @@ def test_a_late_event_is_dead_lettered_in_the_senders_schema() -> None:
     sent = orjson.loads(orjson.loads(letter)["raw"])
     assert sent["ts"] == T0 and sent["tenant"] == "t1" and sent["callee"] == "0312345678"
     assert not {"ts_ms", "e164", "dest", "international"} & set(sent)  # nothing of ours
+
+
+def test_refused_events_of_a_mixed_batch_are_each_dead_lettered_with_their_own_record() -> None:
+    """Records of one partition are decided in one engine call; a refusal still names its record."""
+    hour = 3_600_000
+    recs = [
+        RawRecord("calls.events", 0, 0, b"k", envelope(raw(call_id="a", ts=T0 + hour))),
+        RawRecord("calls.events", 0, 1, b"k", raw(call_id="late-single", ts=T0)),
+        RawRecord("calls.events", 1, 0, b"k", envelope(raw(call_id="b", ts=T0 + hour))),
+        RawRecord("calls.events", 1, 1, b"k", envelope(raw(call_id="late-p1", ts=T0))),
+        RawRecord(
+            "calls.events",
+            0,
+            2,
+            b"k",
+            envelope(raw(call_id="c", ts=T0 + hour + 1), raw(call_id="late-p0", ts=T0 + 5)),
+        ),
+        RawRecord("calls.events", 0, 3, b"k", raw(call_id="a", ts=T0 + hour)),  # re-sent
+    ]
+    proc = processor()
+    out = proc.process(recs, T0)
+    letters = [orjson.loads(letter) for _, letter in out.deadletter]
+    seen = [(d["partition"], d["offset"], orjson.loads(d["raw"])["call_id"]) for d in letters]
+    assert seen == [(0, 1, "late-single"), (1, 1, "late-p1"), (0, 2, "late-p0")]
+    assert all(d["reason"] == "late" for d in letters)
+    assert proc.engine(0).stats.duplicates == 1
+    assert proc.engine(0).stats.processed + proc.engine(1).stats.processed == 3

@@ -9,7 +9,8 @@ partition.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from time import monotonic, perf_counter, time
 from typing import Any, NamedTuple, Protocol
@@ -95,6 +96,21 @@ def dead_letter(
     if index is not None:
         letter["index"] = index  # position of the event in its envelope
     return orjson.dumps(letter)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What one call of `process` counts, for the metrics."""
+
+    by_type: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    by_country: dict[str, int] = field(default_factory=dict)
+    event_times: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    replayed: int = 0
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
 
 # Lines a checkpoint step handles between looks at the clock (a few hundred us).
@@ -330,18 +346,15 @@ class BatchProcessor:
 
     def process(self, records: Iterable[Record], now_ms: int) -> Outputs:
         out = Outputs()
-        signals = out.signals
+        tally = _Tally()
         parse = self.parser.parse
-        by_type: dict[str, int] = {}
-        rejected: dict[str, int] = {}
-        by_country: dict[str, int] = {}
-        event_times: list[int] = []
-        duplicates = replayed = 0
-        engine: Engine | None = None
-        engine_partition = -1
-        covered: dict[str, int] | None = None
         positions = self.positions
-        events: Sequence[CallEvent]
+        # The events of consecutive records of one partition, decided in one
+        # engine call; with, per record, where its events start in the run.
+        run: list[CallEvent] = []
+        sources: list[tuple[int, Record, bool]] = []
+        run_partition = -1
+        covered: dict[str, int] | None = None
         n_records = n_events = 0
         for record in records:
             n_records += 1
@@ -351,73 +364,91 @@ class BatchProcessor:
             enveloped = value is not None and value.startswith(b"[")
             if enveloped:
                 assert value is not None
-                events = self._unpack(record, value, out, rejected)
+                events = self._unpack(record, value, out, tally)
                 n_events += max(1, len(events))
             else:
                 n_events += 1
                 try:
-                    events = (parse(value),)
+                    events = [parse(value)]
                 except EventError as exc:
-                    rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+                    tally.reject(exc.reason)
                     out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
                     continue
-            if partition != engine_partition:
-                engine_partition = partition
-                engine = self.engine(partition)
+            if partition != run_partition:
+                if run:
+                    self._decide(run_partition, run, sources, tally, out)
+                    run, sources = [], []
+                run_partition = partition
                 covered = self.covered.get(partition)
-            assert engine is not None
             if covered:
                 offset = record.offset
                 kept = [e for e in events if offset >= covered.get(e.line_id, -1)]
-                replayed += len(events) - len(kept)  # already in the lines' restored state
+                tally.replayed += len(events) - len(kept)  # already in the lines' restored state
                 events = kept
-            refused = engine.process_batch(events, signals)
-            if refused:
-                for event, verdict in refused:
-                    if verdict == DUPLICATE:
-                        duplicates += 1
-                        continue
-                    rejected[verdict] = rejected.get(verdict, 0) + 1
-                    item = wire_form(event) if enveloped else None
-                    letter = dead_letter(record, verdict, _late_detail(event), item)
-                    out.deadletter.append((record.key, letter))
-                gone = {id(event) for event, _ in refused}
-                events = [e for e in events if id(e) not in gone]
-            event_times += [e.ts_ms for e in events]
-            types = [e.type for e in events]
-            for event_type in EVENT_TYPES:
-                n = types.count(event_type)
-                if n:
-                    by_type[event_type] = by_type.get(event_type, 0) + n
-            for dest in [e.dest for e in events if e.international]:
-                if dest is not None:
-                    code = dest.country_code
-                    by_country[code] = by_country.get(code, 0) + 1
+            sources.append((len(run), record, enveloped))
+            run += events
+        if run:
+            self._decide(run_partition, run, sources, tally, out)
         if n_records:
             self.events_per_record += 0.5 * (n_events / n_records - self.events_per_record)
-        self._publish(signals, out)
+        self._publish(out.signals, out)
         m = self.metrics
-        for etype, n in by_type.items():
+        for etype, n in tally.by_type.items():
             m.events.labels(type=etype).inc(n)
-        for reason, n in rejected.items():
+        for reason, n in tally.rejected.items():
             m.rejected.labels(reason=reason).inc(n)
-        for code, n in by_country.items():
+        for code, n in tally.by_country.items():
             m.destination_calls.labels(country=code).inc(n)
-        if duplicates:
-            m.duplicates.inc(duplicates)
-        if replayed:
-            m.replayed.inc(replayed)
-        m.event_lag.observe_lags(now_ms, event_times)
+        if tally.duplicates:
+            m.duplicates.inc(tally.duplicates)
+        if tally.replayed:
+            m.replayed.inc(tally.replayed)
+        m.event_lag.observe_lags(now_ms, tally.event_times)
         return out
 
-    def _unpack(
-        self, record: Record, value: bytes, out: Outputs, rejected: dict[str, int]
-    ) -> list[CallEvent]:
+    def _decide(
+        self,
+        partition: int,
+        run: list[CallEvent],
+        sources: list[tuple[int, Record, bool]],
+        tally: _Tally,
+        out: Outputs,
+    ) -> None:
+        """One partition's run of events through its engine, and their counts."""
+        refused = self.engine(partition).process_batch(run, out.signals)
+        if refused:
+            starts = [start for start, _, _ in sources]
+            for index, verdict in refused:
+                if verdict == DUPLICATE:
+                    tally.duplicates += 1
+                    continue
+                tally.reject(verdict)
+                _, record, enveloped = sources[bisect_right(starts, index) - 1]
+                event = run[index]
+                item = wire_form(event) if enveloped else None
+                letter = dead_letter(record, verdict, _late_detail(event), item)
+                out.deadletter.append((record.key, letter))
+            gone = {index for index, _ in refused}
+            run = [e for i, e in enumerate(run) if i not in gone]
+        tally.event_times += [e.ts_ms for e in run]
+        types = [e.type for e in run]
+        by_type = tally.by_type
+        for event_type in EVENT_TYPES:
+            n = types.count(event_type)
+            if n:
+                by_type[event_type] = by_type.get(event_type, 0) + n
+        by_country = tally.by_country
+        for dest in [e.dest for e in run if e.international]:
+            if dest is not None:
+                code = dest.country_code
+                by_country[code] = by_country.get(code, 0) + 1
+
+    def _unpack(self, record: Record, value: bytes, out: Outputs, tally: _Tally) -> list[CallEvent]:
         """An envelope's good events; its bad elements (or all of it) go to dead letters."""
         try:
             items = self.parser.parse_envelope(value)
         except EventError as exc:
-            rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+            tally.reject(exc.reason)
             out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
             return []
         events: list[CallEvent] = []
@@ -426,7 +457,7 @@ class BatchProcessor:
                 events.append(item)
             else:
                 assert isinstance(item, EnvelopeItemError)
-                rejected[item.reason] = rejected.get(item.reason, 0) + 1
+                tally.reject(item.reason)
                 letter = dead_letter(record, item.reason, item.detail, item.item, item.index)
                 out.deadletter.append((record.key, letter))
         return events

@@ -209,11 +209,11 @@ class Engine:
 
     def process_batch(
         self, events: Iterable[CallEvent], out: list[ControlSignal]
-    ) -> list[tuple[CallEvent, str]]:
+    ) -> list[tuple[int, str]]:
         """Feed events in order; append any signals to `out`.
 
-        Returns the events refused, each with its reason ("late" or
-        "duplicate"). Marks a line dirty when what a checkpoint would write
+        Returns the positions of the events refused, each with its reason
+        ("late" or "duplicate"). Marks a line dirty when what a checkpoint would write
         changed: always when a rule saw the event, but for the line's last-seen
         time only once per LAST_SEEN_GRANULE_MS, so the common event no rule
         keeps state for costs no changelog write.
@@ -229,10 +229,10 @@ class Engine:
         seen = self._dedup.add
         quiet = self.pack.quiet_domestic
         due = self._due
-        refused: list[tuple[CallEvent, str]] = []
+        refused: list[tuple[int, str]] = []
         processed = 0
         try:
-            for event in events:
+            for index, event in enumerate(events):
                 ts = event.ts_ms
                 line_id = event.line_id
                 state = lines.get(line_id)
@@ -243,10 +243,10 @@ class Engine:
                     state = lines[line_id] = LineState(tenant, ts, ts)
                     dirty_add(line_id)
                 elif ts < state.max_ts - lateness:
-                    refused.append((event, LATE))
+                    refused.append((index, LATE))
                     continue
                 if not seen(event.call_id, event.type, ts):
-                    refused.append((event, DUPLICATE))
+                    refused.append((index, DUPLICATE))
                     continue
                 processed += 1
                 last = state.max_ts
