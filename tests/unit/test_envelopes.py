@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import pytest
 
@@ -38,10 +40,11 @@ def test_unusable_envelopes_are_rejected_whole(data: bytes, reason: str) -> None
     assert err.value.reason == reason
 
 
-def test_nested_event_inside_an_envelope_is_oversize() -> None:
+@pytest.mark.parametrize("wrap", [lambda x: [x], lambda x: {"a": x}], ids=["arrays", "objects"])
+def test_nested_event_inside_an_envelope_is_oversize(wrap: Callable[[object], object]) -> None:
     nested: object = 1
     for _ in range(20):
-        nested = [nested]
+        nested = wrap(nested)
     deep = orjson.dumps({**orjson.loads(raw(call_id="deep")), "x": nested})
     items = parser().parse_envelope(envelope(raw(call_id="ok"), deep))
     assert getattr(items[0], "call_id", None) == "ok"

@@ -124,6 +124,14 @@ def test_envelopes_decode_as_the_reference_path_does(objs: list[dict[str, Any]])
 
 
 DEEP_17 = b'{"call_id":"c","ts":1795910400000,"line_id":"l","x":' + b"[" * 17 + b"]" * 17 + b"}"
+# Objects only, no array, on an otherwise valid event: msgspec alone would skip the field.
+DEEP_OBJECTS_17 = (
+    b'{"call_id":"c","ts":1795910400000,"line_id":"l","callee":"0312345678","x":'
+    + b'{"a":' * 16
+    + b"1"
+    + b"}" * 16
+    + b"}"
+)
 
 
 @settings(max_examples=300)
@@ -159,6 +167,7 @@ def test_numbers_with_letters_nan_and_huge_numbers(name: str, literal: bytes) ->
         ),
         (b'{"call_id":"c","ts":1795910400000,"line_id":"l","callee":"03abc45678"}', "bad_number"),
         (DEEP_17, "oversize"),
+        (DEEP_OBJECTS_17, "oversize"),
         (b"[" * 5000 + b"]" * 5000, "oversize"),
         (b'{"pad":"' + b"9" * 5000 + b'"}', "oversize"),
     ],
