@@ -117,7 +117,7 @@ def test_a_late_event_is_dead_lettered_in_the_senders_schema() -> None:
 
 
 def test_refused_events_of_a_mixed_batch_are_each_dead_lettered_with_their_own_record() -> None:
-    """Records of one partition are decided in one engine call; a refusal still names its record."""
+    """A partition's records are decided in one engine call; a refusal still names its record."""
     hour = 3_600_000
     recs = [
         RawRecord("calls.events", 0, 0, b"k", envelope(raw(call_id="a", ts=T0 + hour))),
@@ -137,7 +137,7 @@ def test_refused_events_of_a_mixed_batch_are_each_dead_lettered_with_their_own_r
     out = proc.process(recs, T0)
     letters = [orjson.loads(letter) for _, letter in out.deadletter]
     seen = [(d["partition"], d["offset"], orjson.loads(d["raw"])["call_id"]) for d in letters]
-    assert seen == [(0, 1, "late-single"), (1, 1, "late-p1"), (0, 2, "late-p0")]
+    assert sorted(seen) == [(0, 1, "late-single"), (0, 2, "late-p0"), (1, 1, "late-p1")]
     assert all(d["reason"] == "late" for d in letters)
     assert proc.engine(0).stats.duplicates == 1
     assert proc.engine(0).stats.processed + proc.engine(1).stats.processed == 3

@@ -349,12 +349,10 @@ class BatchProcessor:
         tally = _Tally()
         parse = self.parser.parse
         positions = self.positions
-        # The events of consecutive records of one partition, decided in one
-        # engine call; with, per record, where its events start in the run.
-        run: list[CallEvent] = []
-        sources: list[tuple[int, Record, bool]] = []
-        run_partition = -1
-        covered: dict[str, int] | None = None
+        # Each partition's events, decided in one engine call per partition;
+        # with, per record, where its events start in that partition's run.
+        runs: dict[int, tuple[list[CallEvent], list[tuple[int, Record, bool]]]] = {}
+        covering = self.covered
         n_records = n_events = 0
         for record in records:
             n_records += 1
@@ -374,21 +372,19 @@ class BatchProcessor:
                     tally.reject(exc.reason)
                     out.deadletter.append((record.key, dead_letter(record, exc.reason, exc.detail)))
                     continue
-            if partition != run_partition:
-                if run:
-                    self._decide(run_partition, run, sources, tally, out)
-                    run, sources = [], []
-                run_partition = partition
-                covered = self.covered.get(partition)
+            covered = covering.get(partition) if covering else None
             if covered:
                 offset = record.offset
                 kept = [e for e in events if offset >= covered.get(e.line_id, -1)]
                 tally.replayed += len(events) - len(kept)  # already in the lines' restored state
                 events = kept
-            sources.append((len(run), record, enveloped))
-            run += events
-        if run:
-            self._decide(run_partition, run, sources, tally, out)
+            run = runs.get(partition)
+            if run is None:
+                run = runs[partition] = ([], [])
+            run[1].append((len(run[0]), record, enveloped))
+            run[0].extend(events)
+        for partition, (run_events, sources) in runs.items():
+            self._decide(partition, run_events, sources, tally, out)
         if n_records:
             self.events_per_record += 0.5 * (n_events / n_records - self.events_per_record)
         self._publish(out.signals, out)
@@ -414,7 +410,7 @@ class BatchProcessor:
         tally: _Tally,
         out: Outputs,
     ) -> None:
-        """One partition's run of events through its engine, and their counts."""
+        """One partition's events of a batch through its engine, and their counts."""
         refused = self.engine(partition).process_batch(run, out.signals)
         if refused:
             starts = [start for start, _, _ in sources]
