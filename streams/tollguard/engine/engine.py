@@ -213,15 +213,15 @@ class Engine:
         """Feed events in order; append any signals to `out`.
 
         Returns the positions of the events refused, each with its reason
-        ("late" or "duplicate"). Marks a line dirty when what a checkpoint would write
-        changed: always when a rule saw the event, but for the line's last-seen
-        time only once per LAST_SEEN_GRANULE_MS, so the common event no rule
-        keeps state for costs no changelog write.
+        ("late" or "duplicate"). Marks a line dirty when what a checkpoint
+        would write changed: always when a rule saw the event, but for the
+        line's last-seen time only once per LAST_SEEN_GRANULE_MS, so the
+        common event no rule keeps state for costs no changelog write.
 
         One call per batch, not per event: most events (calls at home, from
-        lines no rule has state for) end in this loop, and at 100,000 events/s
-        a call and a dozen attribute lookups per event are a tenth of the
-        worker's time.
+        lines without rule state) end in this loop. With the processor's
+        counting in list passes, that took about 1,700 of the 29,400
+        instructions an envelope's event cost (counted under callgrind).
         """
         lines = self.lines
         dirty_add = self.dirty.add
