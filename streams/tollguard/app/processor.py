@@ -22,13 +22,10 @@ from tollguard.app.metrics import Metrics
 from tollguard.engine import Engine, EngineConfig, EventError, EventParser, RulePack
 from tollguard.engine.engine import DUPLICATE
 from tollguard.engine.events import (
-    ANSWER,
+    EVENT_TYPES,
     MAX_ENVELOPE_EVENTS,
-    RELEASE,
-    SETUP,
     CallEvent,
     EnvelopeItemError,
-    EventType,
     wire_form,
 )
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
@@ -36,7 +33,6 @@ from tollguard.numbering import DestinationTable, DialPlan
 from tollguard.signals.model import BLOCK, UNBLOCK, ControlSignal
 
 log = logging.getLogger("tollguard.processor")
-EVENT_TYPES: tuple[EventType, ...] = (SETUP, ANSWER, RELEASE)
 
 
 class StateRecord(NamedTuple):
@@ -427,7 +423,7 @@ class BatchProcessor:
             gone = {index for index, _ in refused}
             run = [e for i, e in enumerate(run) if i not in gone]
         tally.event_times += [e.ts_ms for e in run]
-        types = [e.type for e in run]
+        types: list[str] = [e.type for e in run]
         by_type = tally.by_type
         for event_type in EVENT_TYPES:
             n = types.count(event_type)
