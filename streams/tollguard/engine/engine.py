@@ -266,17 +266,17 @@ class Engine:
                     state.tenant = intern(tenant)
                     dirty_add(line_id)
                 etype = event.type
-                # A domestic setup needs a rule or a call leg, or else nothing;
-                # a domestic answer or release may close a leg a line has.
+                # Most events stop at admission: a domestic setup needs only a
+                # rule or a call leg (none if quiet); a domestic answer or
+                # release may still close a leg its line has.
                 if (
-                    not event.international
-                    and etype in quiet
-                    and (etype == SETUP or state.rules is None)
+                    event.international
+                    or etype not in quiet
+                    or (etype != SETUP and state.rules is not None)
                 ):
-                    if due and due[0][0] <= self.max_ts:
-                        self._run_due(out)
-                    continue
-                self._apply(event, state, out)
+                    self._apply(event, state, out)
+                if due and due[0][0] <= self.max_ts:
+                    self._run_due(out)
         finally:
             stats = self.stats
             stats.processed += processed
@@ -286,7 +286,7 @@ class Engine:
         return refused
 
     def _apply(self, event: CallEvent, state: LineState, out: list[ControlSignal]) -> None:
-        """An admitted event's call legs and rules."""
+        """An admitted event's call legs and rules (the caller runs due long-call checks)."""
         ts = event.ts_ms
         line_id = event.line_id
         pack = self.pack
@@ -324,8 +324,6 @@ class Engine:
         else:
             rules = pack.by_type[etype] if event.international else pack.by_type_domestic[etype]
         if not rules:
-            if self._due and self._due[0][0] <= self.max_ts:
-                self._run_due(out)
             return
         matched = False
         tenant = state.tenant
@@ -360,8 +358,6 @@ class Engine:
             if etype == SETUP and event.e164 is not None and line_rules is not None:
                 recent = (line_rules.recent or ()) + (event.e164,)
                 line_rules.recent = recent[-SAMPLE_CALLEES:]
-        if self._due and self._due[0][0] <= self.max_ts:
-            self._run_due(out)
 
     def _tag(self, event: CallEvent) -> str:
         dest = event.dest
