@@ -1,6 +1,6 @@
 """Worker throughput against raw client consumption of the same topic, in one run.
 
-    python -m bench.throughput [--events 1000000] [--lines 100000] [--partitions 4]
+    python -m bench.throughput [--events 1000000] [--lines 100000] [--partitions 4] [--repeat 3]
 
 Starts a real Apache Kafka broker (or uses TOLLGUARD_BENCH_BROKER=host:port),
 fills one topic with synthetic call events (one per record) and another with
@@ -11,7 +11,8 @@ measures, all in one run:
   topics), a naive Faust windowed-table agent and a Faust `take()` agent;
 * tollguard: `tollguard worker` processes (1 and 2) with the default rule
   pack on both topics, from the time they spent on batches that held events
-  (group join and start-up excluded);
+  (group join and start-up excluded); each run right after a raw run of its
+  own, and one process `--repeat` times (3), the median reported;
 * the packer (`tollguard ingest pack`) turning the single-event topic into
   envelopes;
 * event-to-block latency on each path at 20 % of that path's measured
@@ -43,6 +44,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import orjson
@@ -453,6 +455,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--envelope-size", type=int, default=500, help="events per envelope in the batched path"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each one-process worker row, each right after a raw run of its own; "
+        "the median is reported, with the range",
+    )
     parser.add_argument("--skip-faust", action="store_true")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
@@ -496,15 +505,27 @@ def main(argv: list[str] | None = None) -> int:
 
         # The VM's speed drifts by up to half within minutes, so the ratio to a
         # raw run minutes earlier moves with it (0.345 and 0.621 of raw on one
-        # code). Each worker row also gets a raw run of its own just before it,
-        # over the single-event topic: the baseline the goal names.
-        adjacent_raw: dict[str, float] = {}
+        # code). Each worker run also gets a raw run of its own just before it,
+        # over the single-event topic: the baseline the goal names. A
+        # one-process row, the goal's, is the median of --repeat such pairs:
+        # one slow spell of a minute moved a single run by a fifth.
+        adjacent_runs: dict[str, list[tuple[float, float]]] = {}
         gc_share: dict[str, float] = {}
 
         def worker_row(name: str, row_settings: Settings, events: int, workers: int) -> float:
-            say(f"{name}: raw aiokafka just before it, then the worker(s)...")
-            adjacent_raw[name] = asyncio.run(raw_consume(bootstrap, settings.topic_events, n))
-            rate, gc_share[name] = worker_pool_rate(row_settings, events, workers, tmp)
+            times = max(1, args.repeat) if workers == 1 else 1
+            pairs: list[tuple[float, float]] = []
+            shares: list[float] = []
+            for i in range(times):
+                run = f" (run {i + 1} of {times})" if times > 1 else ""
+                say(f"{name}: raw aiokafka just before it, then the worker(s){run}...")
+                before = asyncio.run(raw_consume(bootstrap, settings.topic_events, n))
+                rate, share = worker_pool_rate(row_settings, events, workers, tmp)
+                pairs.append((before, rate))
+                shares.append(share)
+            adjacent_runs[name] = pairs
+            gc_share[name] = median(shares)
+            rate = median(rate for _, rate in pairs)
             rows.append((name, rate))
             return rate
 
@@ -601,11 +622,12 @@ def main(argv: list[str] | None = None) -> int:
         "envelope_worker_to_raw": round(env_rate / raw, 4),
         "adjacent_raw": {
             name: {
-                "raw": round(r),
-                "ratio": round(dict(rows)[name] / r, 4),
+                "raw": round(median(before for before, _ in pairs)),
+                "ratio": round(median(rate / before for before, rate in pairs), 4),
                 "gc_share_of_busy": round(gc_share[name], 4),
+                "runs": [{"raw": round(before), "worker": round(rate)} for before, rate in pairs],
             }
-            for name, r in adjacent_raw.items()
+            for name, pairs in adjacent_runs.items()
         },
         "latency": {
             path: {
@@ -625,11 +647,12 @@ def main(argv: list[str] | None = None) -> int:
         vs_naive = f"{rate / naive:>9.1f}" if naive else f"{'-':>9}"
         print(f"{name:<52}{rate:>12,.0f}{rate / raw:>9.3f}{vs_naive}")
     print()
-    header = "each worker row against a raw run just before it"
-    print(f"{header:<52}{'raw':>12}{'x raw':>9}{'GC % busy':>11}")
+    header = "each worker run against a raw run just before it"
+    print(f"{header:<52}{'raw':>12}{'x raw':>9}{'GC % busy':>11}  worker runs (median above)")
     for name, adj in results["adjacent_raw"].items():
         gc_pct = 100 * adj["gc_share_of_busy"]
-        print(f"{name:<52}{adj['raw']:>12,}{adj['ratio']:>9.3f}{gc_pct:>10.1f}%")
+        spread = ", ".join(f"{r['worker']:,}" for r in adj["runs"])
+        print(f"{name:<52}{adj['raw']:>12,}{adj['ratio']:>9.3f}{gc_pct:>10.1f}%  {spread}")
     print()
     for path, lat in results["latency"].items():
         floor = lat["floor"]
