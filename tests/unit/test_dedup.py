@@ -26,6 +26,15 @@ def test_repeats_are_found_across_neighbouring_generations_only() -> None:
     assert ids.add("c1", "setup", 7_000)  # two generations on: a new call
 
 
+def test_a_generation_ends_exactly_where_the_next_begins() -> None:
+    ids = RecentIds(1000)
+    assert ids.add("c1", "setup", 5_000)
+    assert ids.add("c2", "setup", 6_000)  # the next generation's first millisecond
+    assert not ids.add("c2", "setup", 7_500)  # so the generation after it still has it
+    assert ids.add("c3", "setup", 5_999)  # the last millisecond of the earlier one
+    assert ids.add("c3", "setup", 7_000)  # two generations on from it
+
+
 def test_a_generation_is_spread_over_shards_that_fill_at_different_rates() -> None:
     # A set rehashes its whole table when it outgrows it, and no event is
     # decided meanwhile: no shard may hold much of a generation, and shards
