@@ -10,7 +10,7 @@ import orjson
 
 from tollguard.app.metrics import Metrics
 from tollguard.app.processor import BatchProcessor, RawRecord, StateRecord
-from tollguard.engine.engine import LineState
+from tollguard.engine.engine import LAST_SEEN_GRANULE_MS, LineState
 from tollguard.engine.kinds.live import LiveCalls
 from tollguard.engine.snapshot import SnapshotError, decode_line, encode_line
 from tollguard.numbering import DestinationTable, load_default_dial_plans
@@ -203,6 +203,33 @@ def test_only_events_that_change_durable_state_mark_the_line() -> None:
     assert dirty_after(ts=T0 + 1_000) == set()  # domestic, same last-seen granule
     assert dirty_after(ts=T0 + 2_000, callee="01023276123456") == {"line-1"}  # a rule saw it
     assert dirty_after(ts=T0 + 3_600_000) == {"line-1"}  # last-seen moved a granule on
+
+
+def test_a_batch_marks_the_lines_whose_last_seen_time_moved_a_granule_on() -> None:
+    # One engine call decides a batch, and places each event's granule from
+    # the one before it: lines must still be marked by their own last-seen time.
+    proc = processor()
+    hour = (T0 // LAST_SEEN_GRANULE_MS + 1) * LAST_SEEN_GRANULE_MS  # a granule starts
+
+    def batch(*events: tuple[str, int]) -> set[str]:
+        values = [
+            {"call_id": f"c{line}{ts}", "line_id": line, "callee": "0312345678", "ts": ts}
+            for line, ts in events
+        ]
+        records = [
+            RawRecord("calls.events", 0, i, b"k", orjson.dumps(v)) for i, v in enumerate(values)
+        ]
+        proc.process(records, T0)
+        return {r.key.decode() for r in proc.checkpoint()}
+
+    first = [("a", hour - 10_000), ("b", hour - 9_000), ("c", hour + 500), ("d", hour - 8_000)]
+    assert batch(*first) == {"a", "b", "c", "d"}  # new lines
+    assert batch(
+        ("a", hour + 1_000),  # moved on
+        ("b", hour + 2_000),  # moved on, after an event that did too
+        ("c", hour + 4_000),  # was in this granule already
+        ("d", hour - 1_000),  # later, but still in its granule
+    ) == {"a", "b"}
 
 
 FORMAT_2 = orjson.loads((Path(__file__).parent / "data" / "changelog_v2.json").read_bytes())
