@@ -221,11 +221,13 @@ _PLANS = load_default_dial_plans()
 _TABLE = DestinationTable.load_default()
 
 # Shipped plans and shapes they do not cover: a trunk prefix of two digits,
-# no length list, bare national dialling with and without a trunk prefix.
+# no length list, bare national dialling with and without a trunk prefix, and
+# international prefixes that start with the trunk prefix twice (the shortcut
+# leaves those to its trunk-prefix test, as for JP's "0033010").
 _SHORTCUT_PLANS = [
     *_PLANS.values(),
-    DialPlan("T2", "39", ("00",), trunk_prefix="12", domestic_regions=frozenset({"IT"})),
-    DialPlan("BARE", "7", ("810",), trunk_prefix="8", bare_national=True),
+    DialPlan("T2", "39", ("00", "12123"), trunk_prefix="12", domestic_regions=frozenset({"IT"})),
+    DialPlan("BARE", "7", ("810", "880"), trunk_prefix="8", bare_national=True),
     DialPlan(
         "NOTRUNK", "61", ("0011",), bare_national=True, national_number_lengths=frozenset({9})
     ),

@@ -296,7 +296,15 @@ class DialPlan:
             else:
                 runs.append([n, n])
         digits = "|".join(f"[0-9]{{{a},{b}}}" for a, b in runs)
-        not_intl = "".join(f"(?!{re.escape(p)})" for p in self.international_prefixes)
+        # Both forms below refuse a string that starts with the trunk prefix
+        # twice, so an international prefix that does ("00..." where the trunk
+        # prefix is "0") needs no lookahead of its own: JP's plan had five.
+        doubled = trunk * 2 if trunk else None
+        not_intl = "".join(
+            f"(?!{re.escape(p)})"
+            for p in self.international_prefixes
+            if doubled is None or not p.startswith(doubled)
+        )
         forms = []
         if trunk:
             forms.append(f"{re.escape(trunk)}(?!{re.escape(trunk)})")
