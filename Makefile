@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check evaluate sip-tools
+.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check evaluate sip-tools bench-tools
 
 $(STAMP): pyproject.toml
 	@echo "tollguard: creating $(VENV) and installing dependencies (first run only)..."
@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 # Lint, then every test: unit, integration and end-to-end against a real
 # Apache Kafka broker that the suite starts itself.
-test: lint kafka-jars ops-check sip-tools
+test: lint kafka-jars ops-check sip-tools bench-tools
 	$(PY) -m pytest
 
 # Container and deployment checks with the real tools (hadolint, helm lint,
@@ -39,6 +39,10 @@ ops-tools:
 # Kamailio and sipp from Debian, for the closed-loop end-to-end test.
 sip-tools:
 	bash scripts/install_sip_tools.sh
+
+# valgrind from Debian, for the instruction-count bench (`bench.instructions`).
+bench-tools:
+	bash scripts/install_bench_tools.sh
 
 ops-check: ops-tools $(STAMP)
 	scripts/ops/check.sh
