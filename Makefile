@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check evaluate sip-tools bench-tools
+.PHONY: demo test unit lint bench kafka-jars clean ops-tools ops-check evaluate test-tools
 
 $(STAMP): pyproject.toml
 	@echo "tollguard: creating $(VENV) and installing dependencies (first run only)..."
@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 # Lint, then every test: unit, integration and end-to-end against a real
 # Apache Kafka broker that the suite starts itself.
-test: lint kafka-jars ops-check sip-tools bench-tools
+test: lint kafka-jars ops-check test-tools
 	$(PY) -m pytest
 
 # Container and deployment checks with the real tools (hadolint, helm lint,
@@ -36,13 +36,10 @@ test: lint kafka-jars ops-check sip-tools bench-tools
 ops-tools:
 	scripts/install_ops_tools.sh
 
-# Kamailio and sipp from Debian, for the closed-loop end-to-end test.
-sip-tools:
-	bash scripts/install_sip_tools.sh
-
-# valgrind from Debian, for the instruction-count bench (`bench.instructions`).
-bench-tools:
-	bash scripts/install_bench_tools.sh
+# Kamailio and sipp from Debian, for the closed-loop end-to-end test, and
+# valgrind, for the instruction-count bench (`bench.instructions`).
+test-tools:
+	bash scripts/install_test_tools.sh
 
 ops-check: ops-tools $(STAMP)
 	scripts/ops/check.sh

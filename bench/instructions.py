@@ -108,6 +108,8 @@ def collected(run: subprocess.Popen[bytes], what: str) -> int:
 
 
 def measure(paths: list[str], events: int, lines: int, tmp: Path) -> dict[str, dict[str, int]]:
+    from bench.throughput import say
+
     runs: dict[str, tuple[int, subprocess.Popen[bytes], subprocess.Popen[bytes]]] = {}
     for path in paths:
         data = tmp / f"{path}.pickle"
@@ -137,10 +139,6 @@ def measure(paths: list[str], events: int, lines: int, tmp: Path) -> dict[str, d
     return results
 
 
-def say(msg: str) -> None:
-    print(f"instructions: {msg}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100_000)
@@ -156,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown path {', '.join(unknown)}: choose from {', '.join(PATHS)}")
     if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed: apt-get install valgrind (Debian package)")
+        raise SystemExit("valgrind is not installed: run scripts/install_test_tools.sh")
     with tempfile.TemporaryDirectory(prefix="tollguard-instructions-") as tmp:
         results = measure(paths, args.events, args.lines, Path(tmp))
     version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout

@@ -35,7 +35,7 @@ SIPP_DIR = KAMAILIO_DIR / "sipp"
 def missing_sip_tools() -> str | None:
     missing = [tool for tool in ("kamailio", "sipp") if shutil.which(tool) is None]
     if missing:
-        return f"{' and '.join(missing)} not installed (run scripts/install_sip_tools.sh)"
+        return f"{' and '.join(missing)} not installed (run scripts/install_test_tools.sh)"
     return None
 
 
