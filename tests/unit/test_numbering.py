@@ -12,12 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from phonenumbers import PhoneMetadata, PhoneNumberType
 
+from tollguard.engine.events import CallEvent, EnvelopeItemError, EventParser
 from tollguard.numbering import (
     Destination,
     DestinationTable,
@@ -255,7 +257,7 @@ def test_national_shortcut_answers_as_the_rules_do(plan: DialPlan) -> None:
     for dialled in strings:
         assert plan.normalize(dialled) == plan.normalize_by_rules(dialled), dialled
     # The shortcut must carry the plan's national numbers, or it only costs.
-    national = [d for d in strings if plan._national is not None and plan._national(d)]
+    national = [d for d in strings if plan.national_match is not None and plan.national_match(d)]
     if plan.country_code and (plan.trunk_prefix or plan.bare_national):
         assert len(national) > 100
     else:
@@ -266,6 +268,49 @@ def test_national_shortcut_answers_as_the_rules_do(plan: DialPlan) -> None:
 def test_national_shortcut_on_any_text(text: str) -> None:
     for plan in _SHORTCUT_PLANS:
         assert plan.normalize(text) == plan.normalize_by_rules(text)
+
+
+@pytest.mark.parametrize("plan", _SHORTCUT_PLANS, ids=lambda p: p.name)
+def test_parser_resolves_numbers_as_normalize_and_lookup_do(
+    plan: DialPlan, table: DestinationTable
+) -> None:
+    # The parser spells `normalize` out and skips the lookup for national
+    # numbers when the home country is one row (JP, DE, FR, T2's Italy; not
+    # NANP, GB, BARE's +7 or NOTRUNK's +61, which longer prefixes split).
+    parser = EventParser(plan, table)
+    strings = _dialled_strings(plan, random.Random(plan.name + "parser"), 5_000)
+    events = [
+        {"call_id": f"c{i}", "ts": 1_795_910_400_000, "line_id": "l", "callee": s}
+        for i, s in enumerate(strings)
+    ]
+    resolved = 0
+    for start in range(0, len(events), 500):
+        items = parser.parse_envelope(orjson.dumps(events[start : start + 500]))
+        for dialled, item in zip(strings[start : start + 500], items, strict=True):
+            e164 = plan.normalize(dialled)
+            if e164 is None:
+                assert isinstance(item, EnvelopeItemError) and item.reason == "bad_number"
+                continue
+            assert isinstance(item, CallEvent), dialled
+            dest = table.lookup(e164)
+            abroad = dest is None or dest.region not in plan.domestic_regions
+            assert (item.e164, item.dest, item.international) == (e164, dest, abroad), dialled
+            resolved += 1
+    assert resolved > 500
+
+
+def test_sole_destination_of_a_range(table: DestinationTable) -> None:
+    assert table.sole("81") == table.lookup("+81")
+    assert table.sole("81") is not None and table.sole("81").region == "JP"  # type: ignore[union-attr]
+    assert table.sole("1") is None  # NANP: Bahamas, Canada, ...
+    assert table.sole("44") is None  # Jersey, Guernsey, Isle of Man
+    jersey = table.sole("441534")
+    assert jersey is not None and jersey.region == "JE"
+    small = DestinationTable(
+        [Destination("8", "8", "XX", "Eight"), Destination("90", "90", "TR", "T")]
+    )
+    assert small.sole("81") == small.lookup("+81") == Destination("8", "8", "XX", "Eight")
+    assert small.sole("7") is None  # no row covers it
 
 
 def test_dial_plan_file_shape(plans: dict[str, DialPlan]) -> None:

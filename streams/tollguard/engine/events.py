@@ -195,7 +195,7 @@ class EventParser:
     sees it.
     """
 
-    __slots__ = ("destinations", "dial_plan", "max_bytes", "max_depth")
+    __slots__ = ("_home", "destinations", "dial_plan", "max_bytes", "max_depth")
 
     def __init__(
         self,
@@ -208,6 +208,11 @@ class EventParser:
         self.destinations = destinations
         self.max_bytes = max_bytes
         self.max_depth = max_depth
+        # Where every national number goes, when that is one destination: then
+        # one that matches the plan's national form needs no lookup.
+        cc = dial_plan.country_code
+        home = destinations.sole(cc) if cc and dial_plan.national_match is not None else None
+        self._home = (home, home.region not in dial_plan.domestic_regions) if home else None
 
     def parse(self, raw: bytes | None) -> CallEvent:
         if raw is not None and len(raw) <= self.max_bytes and _shallow(raw, self.max_depth):
@@ -242,9 +247,17 @@ class EventParser:
 
     def _unresolved(self, events: Sequence[CallEvent]) -> list[int]:
         """Resolve decoded events' numbers; the positions of those it could not resolve."""
-        normalize = self.dial_plan.normalize
+        plan = self.dial_plan
+        # `plan.normalize` spelt out: national numbers, most events, by the
+        # plan's one regex and, with a home destination, no lookup. As calls
+        # to `normalize` and `lookup` this loop cost ~2,400 more instructions
+        # an event, a tenth of an envelope's event (callgrind).
+        national = plan.national_match
+        lead = plan.national_lead
+        by_rules = plan.normalize_by_rules
+        home, home_abroad = self._home or (None, False)
         lookup = self.destinations.lookup
-        domestic = self.dial_plan.domestic_regions
+        domestic = plan.domestic_regions
         unresolved: list[int] = []
         for index, event in enumerate(events):
             callee = event.callee
@@ -255,10 +268,20 @@ class EventParser:
                 event.e164 = event.dest = None
                 event.international = False
                 continue
-            e164 = normalize(callee)
-            if e164 is None:
-                unresolved.append(index)  # bad_number
-                continue
+            found = national(callee) if national is not None else None
+            if found is not None:
+                e164 = lead + found[1]
+                if home is not None:
+                    event.e164 = e164
+                    event.dest = home
+                    event.international = home_abroad
+                    continue
+            else:
+                ruled = by_rules(callee)
+                if ruled is None:
+                    unresolved.append(index)  # bad_number
+                    continue
+                e164 = ruled
             event.e164 = e164
             dest = event.dest = lookup(e164)
             # A number no table knows is treated as international: unknown

@@ -1,10 +1,11 @@
 """Destination lookup and dial-plan normalisation for the detection core.
 
-Every call event goes through ``DialPlan.normalize`` and ``DestinationTable.lookup``, so both
-are written for the hot path: one compiled regex for the common national number, little
-allocation (that regex's match, or a couple of slices), and no I/O (tables are loaded once
-at start-up from the generated files under ``rules/numbering``, see
-``scripts/gen_numbering.py``).
+Every call event's number goes through a dial plan's normalisation and a destination lookup
+(``EventParser`` spells both out, and skips the lookup where a plan's national numbers all
+have one destination), so both are written for the hot path: one compiled regex for the
+common national number, little allocation (that regex's match, or a couple of slices), and
+no I/O (tables are loaded once at start-up from the generated files under
+``rules/numbering``, see ``scripts/gen_numbering.py``).
 """
 
 from __future__ import annotations
@@ -165,6 +166,18 @@ class DestinationTable:
                 return found
         return best
 
+    def sole(self, prefix: str) -> Destination | None:
+        """The destination of every number under ``prefix`` (digits), if it is one row.
+
+        None when longer prefixes split the range (+1 into NANP countries, +44
+        into Jersey, Guernsey, ...) or no row covers it. Lets the event parser
+        place a national number without a lookup: for most dial plans every
+        one of them is the home country's row.
+        """
+        if any(r.prefix.startswith(prefix) and len(r.prefix) > len(prefix) for r in self._rows):
+            return None
+        return self.lookup("+" + prefix)
+
     def __len__(self) -> int:
         return len(self._rows)
 
@@ -248,11 +261,13 @@ class DialPlan:
         default_factory=dict, init=False, repr=False, compare=False
     )
     # A national number in its usual form, matched in one call (its national
-    # significant number in group 1), and what goes before that in E.164.
-    _national: Callable[[str], re.Match[str] | None] | None = field(
+    # significant number in group 1; None where the plan has no such form), and
+    # what goes before that in E.164. Public for the event parser, whose loop
+    # over an envelope calls the match itself (see `EventParser._unresolved`).
+    national_match: Callable[[str], re.Match[str] | None] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _plus_cc: str = field(default="", init=False, repr=False, compare=False)
+    national_lead: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Longest first so that a carrier-select form such as JP "0033010" wins over any
@@ -270,8 +285,8 @@ class DialPlan:
                 raise ValueError(f"dial plan {self.name}: {p!r} is not a digit string")
         pattern = self._national_pattern()
         if pattern is not None:
-            object.__setattr__(self, "_national", re.compile(pattern).fullmatch)
-            object.__setattr__(self, "_plus_cc", "+" + str(self.country_code))
+            object.__setattr__(self, "national_match", re.compile(pattern).fullmatch)
+            object.__setattr__(self, "national_lead", "+" + str(self.country_code))
 
     def _national_pattern(self) -> str | None:
         """What `normalize` turns into "+" + country code + group 1, as one regex.
@@ -319,11 +334,11 @@ class DialPlan:
         an international prefix in Japan, or NANP "11...") are carrier or service codes;
         no national significant number starts with the trunk digit, so they are rejected.
         """
-        national = self._national
+        national = self.national_match
         if national is not None:
             found = national(dialled)
             if found is not None:
-                return self._plus_cc + found[1]
+                return self.national_lead + found[1]
         return self.normalize_by_rules(dialled)
 
     def normalize_by_rules(self, dialled: str) -> str | None:
