@@ -202,22 +202,35 @@ class Loop:
         wait_for("collector /metrics", lambda: bool(metrics_of(self.collector_web)), 30, proc)
         return proc
 
-    def start_enforcer(self, wait_up: bool = True) -> Proc:
-        proc = self._tollguard(
-            "enforcer",
-            ["enforce", "kamailio", "--rpc-url", f"http://127.0.0.1:{self.http_port}/RPC"],
-            self.enforcer_web,
-            TOLLGUARD_ENFORCE_RESYNC_S="5",
-        )
+    def start_enforcer(
+        self,
+        wait_up: bool = True,
+        *,
+        name: str = "enforcer",
+        web_port: int | None = None,
+        htable: str | None = None,
+    ) -> Proc:
+        """An enforcer for this loop's Kamailio (on `enforcer_web` unless told otherwise)."""
+        web = self.enforcer_web if web_port is None else web_port
+        args = ["enforce", "kamailio", "--rpc-url", f"http://127.0.0.1:{self.http_port}/RPC"]
+        if htable is not None:
+            args += ["--htable", htable]
+        proc = self._tollguard(name, args, web, TOLLGUARD_ENFORCE_RESYNC_S="5")
         if wait_up:
             wait_for(
                 "enforcer in sync with Kamailio",
-                lambda: metric(self.enforcer_web, "tollguard_enforcer_kamailio_up") == 1,
+                lambda: metric(web, "tollguard_enforcer_kamailio_up") == 1,
                 60,
                 proc,
             )
         else:
-            wait_for("enforcer /metrics", lambda: bool(metrics_of(self.enforcer_web)), 60, proc)
+            wait_for("enforcer /metrics", lambda: bool(metrics_of(web)), 60, proc)
+        return proc
+
+    def start_packer(self, input_topic: str, web_port: int) -> Proc:
+        """`tollguard ingest pack` from `input_topic` to this loop's events topic."""
+        proc = self._tollguard("packer", ["ingest", "pack", "--input-topic", input_topic], web_port)
+        wait_for("packer /metrics", lambda: bool(metrics_of(web_port)), 60, proc)
         return proc
 
     def start_far_end(self) -> Proc:

@@ -48,8 +48,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import TopicFactory
+from tests.e2e.sip_support import Loop, metric, missing_sip_tools
+from tests.e2e.sip_support import wait_for as sip_wait
 from tests.e2e.support import WorkerProcess, events_as_records, isolated_settings, produce
+from tollguard.app.topics import ensure_tollguard_topics
 from tollguard.brokers._process import free_port, stop_group
+from tollguard.cli.control import manual_signal, publish_signal
 from tollguard.simulate.traffic import AttackSpec, BackgroundSpec, attack, background, merge
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -63,11 +68,31 @@ JOB = "tollguard-it"
 NEEDS_KAFKA_EXPORTER = {"TollguardConsumerLagGrowing"}
 ATTACK_WAVES = 4
 
+ENFORCER_JOB = f"{JOB}-enforcer"
+PACKER_JOB = f"{JOB}-packer"
+# Alerts on the enforcer and the packer: test_adapter_panels_and_alerts proves them.
+ADAPTER_ALERTS = {
+    "TollguardAdapterDown",
+    "TollguardKamailioUnreachable",
+    "TollguardKamailioRefusesBlocks",
+}
+ADAPTER_METRICS = re.compile(r"tollguard_(enforcer|packer)_")
+
 TEST_VALUES = {
     "metrics": {
         "prometheusRule": {
             "selector": f'job="{JOB}"',
+            "enforcerSelector": f'job="{ENFORCER_JOB}"',
+            "packerSelector": f'job="{PACKER_JOB}"',
             "alerts": {
+                "adapterDown": {"enabled": True, "for": "0s", "severity": "critical"},
+                "kamailioUnreachable": {"enabled": True, "for": "0s", "severity": "critical"},
+                "blocksRefused": {
+                    "enabled": True,
+                    "window": "5m",
+                    "for": "0s",
+                    "severity": "critical",
+                },
                 "workerDown": {"enabled": True, "for": "0s", "severity": "critical"},
                 "noEvents": {"enabled": True, "window": "1m", "for": "0s", "severity": "critical"},
                 "deadLetters": {
@@ -118,7 +143,7 @@ def _tool_missing(what: str) -> None:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: list[str], rule_file: Path) -> None:
+    def __init__(self, workdir: Path, jobs: dict[str, list[str]], rule_file: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -126,7 +151,8 @@ class Prometheus:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(rule_file)],
             "scrape_configs": [
-                {"job_name": JOB, "static_configs": [{"targets": targets}]},
+                {"job_name": job, "static_configs": [{"targets": targets}]}
+                for job, targets in jobs.items()
             ],
         }
         self.config = workdir / "prometheus.yml"
@@ -243,6 +269,14 @@ def render_alert_rules(tmp_path: Path) -> Path:
     return rule_file
 
 
+def alert_exprs(rule_file: Path) -> dict[str, str]:
+    return {
+        rule["alert"]: rule["expr"]
+        for group in yaml.safe_load(rule_file.read_text())["groups"]
+        for rule in group["rules"]
+    }
+
+
 def rules_with_shadow_rule(tmp_path: Path) -> Path:
     """The default pack plus one shadow-mode rule, so `mode="shadow"` series exist."""
     pack = yaml.safe_load((REPO / "rules" / "default.yaml").read_text())
@@ -285,6 +319,64 @@ def substitute(expr: str, variables: dict[str, str]) -> str:
     return out
 
 
+def check_alerts(prom: Prometheus, alerts: dict[str, str], started: float) -> None:
+    """Prometheus evaluated each rule without error; each alert's own expression
+    returned data over the run and the alert fired, except those that need
+    kafka_exporter."""
+    final = {r["name"]: r for g in prom.api("rules")["groups"] for r in g["rules"]}
+    for name, expr in alerts.items():
+        rule = final[name]
+        assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
+        # End a little in the future: an alert that fired within the last
+        # second has its sample after the last whole step before "now".
+        result = prom.query_range(expr, started, time.time() + 2, step="1s")
+        if name in NEEDS_KAFKA_EXPORTER:
+            assert not result and not prom.alert_fired(name)
+        else:
+            assert _has_value(result), f"{name}: expression returned no data: {expr}"
+            assert prom.alert_fired(name), f"{name} never fired"
+
+
+def query_panels(
+    prom: Prometheus, variables: dict[str, str], started: float, wanted: Callable[[str], bool]
+) -> tuple[int, list[str], list[str]]:
+    """Run the `wanted` panel queries over the test's time range, as Grafana would.
+
+    Returns how many ran, those without data, and those that need kafka_exporter.
+    """
+    end = time.time()
+    variables = {
+        "job": JOB,
+        "enforcer_job": ENFORCER_JOB,
+        "packer_job": PACKER_JOB,
+        "__rate_interval": "15s",
+        "__interval": "2s",
+        "__range": f"{int(end - started) + 10}s",
+        "datasource": "",
+        **variables,
+    }
+    empty: list[str] = []
+    exporter_only: list[str] = []
+    checked = 0
+    for dash, title, target in panel_targets():
+        if not wanted(target["expr"]):
+            continue
+        # Stat panels show 0 rather than "No data" through `or vector(0)`; the
+        # query without that fallback must return data of its own.
+        expr = substitute(target["expr"], variables).replace(" or vector(0)", "")
+        if target.get("instant"):
+            result = prom.query(expr, at=end)
+        else:
+            result = prom.query_range(expr, started, end, step="2s")
+        checked += 1
+        if "kafka_" in expr:
+            assert not result, f"{dash} / {title}: kafka_exporter data without kafka_exporter?"
+            exporter_only.append(f"{dash} / {title}")
+        elif not _has_value(result):
+            empty.append(f"{dash} / {title}: {expr}")
+    return checked, empty, exporter_only
+
+
 def _has_value(result: list[dict[str, Any]]) -> bool:
     for series in result:
         values = series.get("values") or [series.get("value")]
@@ -310,9 +402,7 @@ def test_dashboards_and_alerts_on_real_prometheus(
 ) -> None:
     rule_file = render_alert_rules(tmp_path)
     alerts = {
-        rule["alert"]: rule["expr"]
-        for group in yaml.safe_load(rule_file.read_text())["groups"]
-        for rule in group["rules"]
+        name: expr for name, expr in alert_exprs(rule_file).items() if name not in ADAPTER_ALERTS
     }
     assert {
         "TollguardWorkerDown",
@@ -328,7 +418,7 @@ def test_dashboards_and_alerts_on_real_prometheus(
         kafka_bootstrap, tmp_path, partitions=2, rules=str(rules_with_shadow_rule(tmp_path))
     )
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
-    prom = Prometheus(tmp_path, [f"127.0.0.1:{worker.web_port}"], rule_file)
+    prom = Prometheus(tmp_path, {JOB: [f"127.0.0.1:{worker.web_port}"]}, rule_file)
     started = time.time()
     try:
         prom.start()
@@ -403,34 +493,10 @@ def _run_scenario(
         wait_for(lambda name=name: prom.alert_fired(name), 60, name, detail)
 
     # Every dashboard query, with Grafana's variables, returns data.
-    end = time.time()
-    span = f"{int(end - started) + 10}s"
-    variables = {
-        "job": JOB,
-        "rule": ".+",
-        "consumergroup": worker.settings.app_id,
-        "__rate_interval": "15s",
-        "__interval": "2s",
-        "__range": span,
-        "datasource": "",
-    }
-    empty: list[str] = []
-    exporter_only: list[str] = []
-    checked = 0
-    for dash, title, target in panel_targets():
-        # Stat panels show 0 rather than "No data" through `or vector(0)`; the
-        # query without that fallback must return data of its own.
-        expr = substitute(target["expr"], variables).replace(" or vector(0)", "")
-        if target.get("instant"):
-            result = prom.query(expr, at=end)
-        else:
-            result = prom.query_range(expr, started, end, step="2s")
-        checked += 1
-        if "kafka_" in expr:
-            assert not result, f"{dash} / {title}: kafka_exporter data without kafka_exporter?"
-            exporter_only.append(f"{dash} / {title}")
-        elif not _has_value(result):
-            empty.append(f"{dash} / {title}: {expr}")
+    variables = {"rule": ".+", "consumergroup": worker.settings.app_id}
+    checked, empty, exporter_only = query_panels(
+        prom, variables, started, lambda expr: not ADAPTER_METRICS.search(expr)
+    )
     assert checked >= 30, f"only {checked} panel queries found"
     assert not empty, "panel queries without data:\n" + "\n".join(empty)
     assert exporter_only == ["tollguard-overview.json / Consumer lag (needs kafka_exporter)"]
@@ -445,23 +511,140 @@ def _run_scenario(
     worker.stop()
     wait_for(lambda: prom.alert_fired("TollguardWorkerDown"), 60, "TollguardWorkerDown", detail)
 
-    # Prometheus evaluated every rule without error; each alert's own expression
-    # returns data over the run, except those that need kafka_exporter.
-    final = {r["name"]: r for g in prom.api("rules")["groups"] for r in g["rules"]}
-    for name, expr in alerts.items():
-        rule = final[name]
-        assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
-        # End a little in the future: an alert that fired within the last
-        # second has its sample after the last whole step before "now".
-        result = prom.query_range(expr, started, time.time() + 2, step="1s")
-        if name in NEEDS_KAFKA_EXPORTER:
-            assert not result and not prom.alert_fired(name)
-        else:
-            assert _has_value(result), f"{name}: expression returned no data: {expr}"
-            assert prom.alert_fired(name), f"{name} never fired"
+    check_alerts(prom, alerts, started)
     print(
         f"\nobservability: {checked - len(exporter_only)} of {checked} panel queries returned"
         f" data, {len(exporter_only)} need kafka_exporter (parsed and evaluated only); "
         f"alerts fired: {sorted(set(alerts) - NEEDS_KAFKA_EXPORTER)}",
         file=sys.stderr,
     )
+
+
+@pytest.fixture
+def sip_tools() -> None:
+    missing = missing_sip_tools()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}; .ci/run should have installed them")
+        pytest.skip(missing)
+
+
+def test_adapter_panels_and_alerts(
+    prometheus_tools: None,
+    sip_tools: None,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    topic_factory: TopicFactory,
+) -> None:
+    """The enforcers' and the packer's panels and alerts, on real processes.
+
+    A real Kamailio with two enforcers: one writes the htable Kamailio's
+    config defines; the other names an htable it does not have, so Kamailio
+    answers and refuses its blocks. Blocks are written as `tollguard block`
+    writes them. A packer packs single events from a topic of its own. Then
+    Kamailio stops (both enforcers lose it) and the packer stops.
+    """
+    rule_file = render_alert_rules(tmp_path)
+    alerts = {n: e for n, e in alert_exprs(rule_file).items() if n in ADAPTER_ALERTS}
+    assert set(alerts) == ADAPTER_ALERTS
+    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=2)
+    ensure_tollguard_topics(settings)
+    raw_topic = topic_factory(partitions=2)
+    loop = Loop(tmp_path, settings)
+    refused_web, packer_web = free_port(), free_port()
+    prom: Prometheus | None = None
+    try:
+        loop.start_kamailio()
+        loop.start_enforcer()
+        refused = loop.start_enforcer(
+            name="enforcer-refused", web_port=refused_web, htable="nosuch"
+        )
+        packer = loop.start_packer(raw_topic, packer_web)
+        jobs = {
+            ENFORCER_JOB: [f"127.0.0.1:{loop.enforcer_web}", f"127.0.0.1:{refused_web}"],
+            PACKER_JOB: [f"127.0.0.1:{packer_web}"],
+        }
+        prom = Prometheus(tmp_path, jobs, rule_file).start()
+        started = time.time()
+        detail = prom.log_tail
+
+        # Blocks as `tollguard block` writes them, in two rounds with a scrape
+        # between: rate() cannot see a histogram's step from absent to its first
+        # value, so the lag panel needs the second round.
+        enforcer = loop.named["enforcer"]
+        applied = "tollguard_enforcer_applied_total"
+        failed = "tollguard_enforcer_failed_total"
+        lags = f'sum(tollguard_enforcer_lag_seconds_count{{job="{ENFORCER_JOB}"}})'
+        for round_ in range(2):
+            now = int(time.time() * 1000)
+            for n in range(3):
+                line = f"pbx-{round_}-{n}"
+                block = manual_signal("block", line, "it", "observability test", now, ttl_s=900)
+                publish_signal(settings, block, now)
+            total = 3 * (round_ + 1)
+            sip_wait(
+                f"{total} blocks in Kamailio",
+                lambda total=total: metric(loop.enforcer_web, applied, op="set") >= total,
+                30,
+                enforcer,
+            )
+            sip_wait(
+                f"{total} blocks refused",
+                lambda total=total: metric(refused_web, failed, op="set") >= total,
+                30,
+                refused,
+            )
+            wait_for(lambda total=total: prom.scalar(lags) >= total, 30, "the lags scraped", detail)
+        wait_for(
+            lambda: prom.alert_fired("TollguardKamailioRefusesBlocks"),
+            60,
+            "TollguardKamailioRefusesBlocks",
+            detail,
+        )
+        assert not prom.query(  # the enforcer whose blocks Kamailio takes is not named
+            f'ALERTS{{alertname="TollguardKamailioRefusesBlocks",instance="127.0.0.1:{loop.enforcer_web}"}}'
+        )
+
+        start = int(time.time() * 1000) - 3_600_000
+        events = list(
+            background(BackgroundSpec(lines=40, calls_per_hour=30), start, start + 3_600_000, 3)
+        )
+        produce(kafka_bootstrap, raw_topic, list(events_as_records(events)))
+        query = f'sum(tollguard_packer_events_total{{job="{PACKER_JOB}"}})'
+        wait_for(
+            lambda: prom.scalar(query) >= len(events), 60, "the packed events scraped", packer.tail
+        )
+        time.sleep(3)  # a few more scrapes, so rates over the range have two points
+
+        checked, empty, _ = query_panels(
+            prom, {}, started, lambda expr: bool(ADAPTER_METRICS.search(expr))
+        )
+        assert checked >= 12, f"only {checked} enforcer and packer panel queries found"
+        assert not empty, "panel queries without data:\n" + "\n".join(empty)
+        jobs_listed = prom.api("label/job/values", **{"match[]": "tollguard_enforcer_kamailio_up"})
+        assert jobs_listed == [ENFORCER_JOB]
+        jobs_listed = prom.api(
+            "label/job/values", **{"match[]": "tollguard_packer_buffered_events"}
+        )
+        assert jobs_listed == [PACKER_JOB]
+
+        loop.named["kamailio"].stop()
+        unreachable = 'ALERTS{alertname="TollguardKamailioUnreachable",alertstate="firing"}'
+        wait_for(
+            lambda: len(prom.query(unreachable)) == 2,
+            60,
+            "TollguardKamailioUnreachable for both enforcers",
+            detail,
+        )
+        packer.stop()
+        wait_for(
+            lambda: prom.alert_fired("TollguardAdapterDown"), 60, "TollguardAdapterDown", detail
+        )
+        down = prom.query('ALERTS{alertname="TollguardAdapterDown",alertstate="firing"}')
+        assert [a["metric"]["job"] for a in down] == [PACKER_JOB]
+
+        check_alerts(prom, alerts, started)
+    finally:
+        loop.stop()
+        if prom is not None:
+            prom.stop()

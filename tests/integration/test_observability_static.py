@@ -19,6 +19,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tollguard.adapters.kamailio import EnforcerMetrics
+from tollguard.adapters.packer import PackerMetrics
 from tollguard.app.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +34,8 @@ METRIC_NAME = re.compile(r"\b(tollguard_[a-z_]+|kafka_[a-z_]+|up|ALERTS)\b(?=\s*
 
 def exported_names() -> set[str]:
     names: set[str] = set()
-    for family in Metrics().registry.collect():
+    registries = (Metrics().registry, EnforcerMetrics().registry, PackerMetrics().registry)
+    for family in (f for registry in registries for f in registry.collect()):
         if family.type == "counter":
             names.add(f"{family.name}_total")
         elif family.type == "histogram":
@@ -61,9 +64,9 @@ def alert_exprs() -> Iterator[tuple[str, str]]:
         yield match.group(1), match.group(2)
 
 
-def test_there_are_two_dashboards_and_seven_alerts() -> None:
+def test_there_are_two_dashboards_and_ten_alerts() -> None:
     assert [p.name for p in DASHBOARDS] == ["tollguard-overview.json", "tollguard-rule.json"]
-    assert len(list(alert_exprs())) == 7
+    assert len(list(alert_exprs())) == 10
 
 
 def test_every_metric_named_is_really_exported() -> None:
@@ -90,6 +93,10 @@ def test_every_metric_named_is_really_exported() -> None:
         "tollguard_destination_calls_total",
     ):
         assert name in used, f"{name} is on no dashboard"
+    # So are the enforcer's and the packer's, every one of them.
+    for registry in (EnforcerMetrics().registry, PackerMetrics().registry):
+        for family in registry.collect():
+            assert any(n.startswith(family.name) for n in used), f"{family.name} is on no dashboard"
 
 
 def test_no_query_groups_or_filters_by_a_line() -> None:

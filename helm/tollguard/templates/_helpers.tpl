@@ -80,6 +80,14 @@ app.kubernetes.io/component: worker
 {{- default (printf "job=%q" (include "tollguard.fullname" .)) .Values.metrics.prometheusRule.selector }}
 {{- end }}
 
+{{/* The same for an adapter's series; called with (list $ "enforcer" | "packer"). */}}
+{{- define "tollguard.adapterPromSelector" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- $job := printf "job=%q" (printf "%s-%s" (include "tollguard.fullname" $root) $component | trunc 63 | trimSuffix "-") }}
+{{- default $job (get $root.Values.metrics.prometheusRule (printf "%sSelector" $component)) }}
+{{- end }}
+
 {{/* Kafka connection, topics and security: shared by the worker and the enforcer. */}}
 {{- define "tollguard.kafkaEnv" -}}
 - name: TOLLGUARD_BROKER

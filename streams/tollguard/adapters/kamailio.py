@@ -255,6 +255,10 @@ class EnforcerMetrics:
             LAG_BUCKETS,
         )
         r.register(self.lag)
+        # From 0, so increase() sees a first failure (an alert waits for one).
+        for op in ("set", "delete"):
+            self.applied.labels(op=op)
+            self.failed.labels(op=op)
 
 
 @dataclass
