@@ -212,7 +212,9 @@ class EventParser:
         # one that matches the plan's national form needs no lookup.
         cc = dial_plan.country_code
         home = destinations.sole(cc) if cc and dial_plan.national_match is not None else None
-        self._home = (home, home.region not in dial_plan.domestic_regions) if home else None
+        self._home = (
+            (home, home.region not in dial_plan.domestic_regions) if home is not None else None
+        )
 
     def parse(self, raw: bytes | None) -> CallEvent:
         if raw is not None and len(raw) <= self.max_bytes and _shallow(raw, self.max_depth):
