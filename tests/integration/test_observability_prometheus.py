@@ -21,6 +21,10 @@ What this proves, and how:
 * Every Grafana panel query (variables substituted as Grafana would) must
   return at least one non-NaN sample; template-variable queries must list the
   test's job and rules.
+* The enforcer and packer panels and alerts have a test of their own
+  (`test_adapter_panels_and_alerts`): a real Kamailio with two enforcers, one
+  of them naming an htable Kamailio does not have, and a real packer; then
+  Kamailio stops, then the packer.
 
 The attack comes in waves (one attacked line at a time, each with background
 traffic and malformed events) and the test waits for a scrape between waves:
