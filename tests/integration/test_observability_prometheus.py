@@ -21,10 +21,10 @@ What this proves, and how:
 * Every Grafana panel query (variables substituted as Grafana would) must
   return at least one non-NaN sample; template-variable queries must list the
   test's job and rules.
-* The enforcer and packer panels and alerts have a test of their own
-  (`test_adapter_panels_and_alerts`): a real Kamailio with two enforcers, one
-  of them naming an htable Kamailio does not have, and a real packer; then
-  Kamailio stops, then the packer.
+* The enforcer, packer and HEP collector panels and alerts have a test of
+  their own (`test_adapter_panels_and_alerts`): a real Kamailio with two
+  enforcers, one of them naming an htable Kamailio does not have, a real
+  packer and a real HEP collector; then Kamailio stops, then the packer.
 
 The attack comes in waves (one attacked line at a time, each with background
 traffic and malformed events) and the test waits for a scrape between waves:
@@ -40,6 +40,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,7 @@ from tests.conftest import TopicFactory
 from tests.e2e.sip_support import Loop, metric, missing_sip_tools
 from tests.e2e.sip_support import wait_for as sip_wait
 from tests.e2e.support import WorkerProcess, events_as_records, isolated_settings, produce
+from tollguard.adapters.hep import build_hep
 from tollguard.app.topics import ensure_tollguard_topics
 from tollguard.brokers._process import free_port, stop_group
 from tollguard.cli.control import manual_signal, publish_signal
@@ -74,13 +76,14 @@ ATTACK_WAVES = 4
 
 ENFORCER_JOB = f"{JOB}-enforcer"
 PACKER_JOB = f"{JOB}-packer"
+HEP_JOB = f"{JOB}-hep"
 # Alerts on the enforcer and the packer: test_adapter_panels_and_alerts proves them.
 ADAPTER_ALERTS = {
     "TollguardAdapterDown",
     "TollguardKamailioUnreachable",
     "TollguardKamailioRefusesBlocks",
 }
-ADAPTER_METRICS = re.compile(r"tollguard_(enforcer|packer)_")
+ADAPTER_METRICS = re.compile(r"tollguard_(enforcer|packer|hep)_")
 
 TEST_VALUES = {
     "metrics": {
@@ -353,6 +356,7 @@ def query_panels(
         "job": JOB,
         "enforcer_job": ENFORCER_JOB,
         "packer_job": PACKER_JOB,
+        "hep_job": HEP_JOB,
         "__rate_interval": "15s",
         "__interval": "2s",
         "__range": f"{int(end - started) + 10}s",
@@ -533,6 +537,18 @@ def sip_tools() -> None:
         pytest.skip(missing)
 
 
+def _invite(call_id: str, line: str, callee: str) -> bytes:
+    return (
+        f"INVITE sip:{callee}@10.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-1\r\n"
+        f"From: <sip:{line}@127.0.0.1:5090>;tag=abc\r\n"
+        f"To: <sip:{callee}@10.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
 def test_adapter_panels_and_alerts(
     prometheus_tools: None,
     sip_tools: None,
@@ -545,8 +561,10 @@ def test_adapter_panels_and_alerts(
     A real Kamailio with two enforcers: one writes the htable Kamailio's
     config defines; the other names an htable it does not have, so Kamailio
     answers and refuses its blocks. Blocks are written as `tollguard block`
-    writes them. A packer packs single events from a topic of its own. Then
-    Kamailio stops (both enforcers lose it) and the packer stops.
+    writes them. A packer packs single events from a topic of its own, and a
+    HEP collector reads INVITEs (and one datagram that is not HEP) as
+    Kamailio's siptrace sends them. Then Kamailio stops (both enforcers lose
+    it) and the packer stops.
     """
     rule_file = render_alert_rules(tmp_path)
     alerts = {n: e for n, e in alert_exprs(rule_file).items() if n in ADAPTER_ALERTS}
@@ -564,9 +582,11 @@ def test_adapter_panels_and_alerts(
             name="enforcer-refused", web_port=refused_web, htable="nosuch"
         )
         packer = loop.start_packer(raw_topic, packer_web)
+        collector = loop.start_collector()
         jobs = {
             ENFORCER_JOB: [f"127.0.0.1:{loop.enforcer_web}", f"127.0.0.1:{refused_web}"],
             PACKER_JOB: [f"127.0.0.1:{packer_web}"],
+            HEP_JOB: [f"127.0.0.1:{loop.collector_web}"],
         }
         prom = Prometheus(tmp_path, jobs, rule_file).start()
         started = time.time()
@@ -618,6 +638,17 @@ def test_adapter_panels_and_alerts(
         wait_for(
             lambda: prom.scalar(query) >= len(events), 60, "the packed events scraped", packer.tail
         )
+        # What Kamailio's siptrace sends the collector: INVITEs, and a datagram
+        # that is not HEP.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for n in range(20):
+                sip = _invite(f"hep-{n}@pbx", f"pbx-hep-{n % 4}", "0312345678")
+                udp.sendto(
+                    build_hep(sip, ts_ms=int(time.time() * 1000)), ("127.0.0.1", loop.hep_port)
+                )
+            udp.sendto(b"not a HEP datagram", ("127.0.0.1", loop.hep_port))
+        query = f'sum(tollguard_hep_events_total{{job="{HEP_JOB}"}})'
+        wait_for(lambda: prom.scalar(query) >= 20, 60, "the HEP events scraped", collector.tail)
         time.sleep(3)  # a few more scrapes, so rates over the range have two points
 
         checked, empty, _ = query_panels(
@@ -631,6 +662,8 @@ def test_adapter_panels_and_alerts(
             "label/job/values", **{"match[]": "tollguard_packer_buffered_events"}
         )
         assert jobs_listed == [PACKER_JOB]
+        jobs_listed = prom.api("label/job/values", **{"match[]": "tollguard_hep_packets_total"})
+        assert jobs_listed == [HEP_JOB]
 
         loop.named["kamailio"].stop()
         unreachable = 'ALERTS{alertname="TollguardKamailioUnreachable",alertstate="firing"}'

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tollguard.adapters.hep_collector import CollectorMetrics
 from tollguard.adapters.kamailio import EnforcerMetrics
 from tollguard.adapters.packer import PackerMetrics
 from tollguard.app.metrics import Metrics
@@ -29,13 +30,14 @@ GRAFANA = REPO / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 OTHER_METRICS = {"up", "ALERTS", "kafka_consumergroup_lag"}
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
+# The registries of the enforcer, the packer and the HEP collector.
+ADAPTERS = (EnforcerMetrics().registry, PackerMetrics().registry, CollectorMetrics().registry)
 METRIC_NAME = re.compile(r"\b(tollguard_[a-z_]+|kafka_[a-z_]+|up|ALERTS)\b(?=\s*[{\[)])")
 
 
 def exported_names() -> set[str]:
     names: set[str] = set()
-    registries = (Metrics().registry, EnforcerMetrics().registry, PackerMetrics().registry)
-    for family in (f for registry in registries for f in registry.collect()):
+    for family in (f for registry in (Metrics().registry, *ADAPTERS) for f in registry.collect()):
         if family.type == "counter":
             names.add(f"{family.name}_total")
         elif family.type == "histogram":
@@ -93,8 +95,8 @@ def test_every_metric_named_is_really_exported() -> None:
         "tollguard_destination_calls_total",
     ):
         assert name in used, f"{name} is on no dashboard"
-    # So are the enforcer's and the packer's, every one of them.
-    for registry in (EnforcerMetrics().registry, PackerMetrics().registry):
+    # So are the adapters', every one of them.
+    for registry in ADAPTERS:
         for family in registry.collect():
             assert any(n.startswith(family.name) for n in used), f"{family.name} is on no dashboard"
 
