@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -58,7 +58,6 @@ class HepIngest:
     mapper: SipEventMapper
     metrics: CollectorMetrics
     queue: asyncio.Queue[dict[str, Any]]
-    _drops: dict[str, int] = field(default_factory=dict)
 
     def handle(self, data: bytes, now_ms: int) -> None:
         self.metrics.packets.inc()
