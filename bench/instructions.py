@@ -1,6 +1,7 @@
 """Instructions per event, counted under callgrind: a figure the VM's speed does not move.
 
     python -m bench.instructions [--events 100000] [--lines 10000] [--path envelopes,single]
+                                 [--parts]
 
 Worker runs on the development VM differ by ±15 % minutes apart and by half
 between days, and CPU time with them, so a change of a few percent cannot be
@@ -15,6 +16,12 @@ empty state: at the defaults a line has ten events, so a tenth of them are
 a line's first. The garbage collector is off in both runs and the hash seed
 fixed, so a run repeats to a few instructions an event. Needs valgrind
 (Debian package `valgrind`); each path takes a few minutes.
+
+`--parts` splits the envelope path into its steps: five runs that each go
+one step further (decode the envelope, count its braces, resolve numbers,
+run the engine, then the whole processor), each step's cost the difference
+from the run before. The steps add up to the path's figure. It takes about
+three times as long.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("envelopes", "single")
@@ -59,8 +67,23 @@ def batches(
     return [sorted(chunk, key=lambda r: r[0]) for chunk in chunks]
 
 
+# `--parts`: runs that each go one step further than the one before, so the
+# difference between two neighbours is what that step costs.
+PARTS = (
+    ("decode", "msgspec decoding the envelope"),
+    ("flat", "the brace count (nothing nests deeper)"),
+    ("parse", "resolving numbers (dial plan, destination)"),
+    ("engine", "the engine (admission, duplicates, rules, decisions)"),
+    ("decide", "the processor (grouping, counting, metrics)"),
+)
+
+
 def child(mode: str, data: Path) -> None:
-    """Load the records, and decide them unless `mode` is "load" (runs under callgrind)."""
+    """Load the records and take them as far as `mode` says (runs under callgrind).
+
+    "load" stops there, "decide" is the worker's path (`BatchProcessor.process`),
+    the other modes are the steps of `PARTS`.
+    """
     from tollguard.app.metrics import Metrics
     from tollguard.app.processor import BatchProcessor, RawRecord
     from tollguard.numbering import DestinationTable, load_default_dial_plans
@@ -85,6 +108,27 @@ def child(mode: str, data: Path) -> None:
     if mode == "decide":
         for records in work:
             processor.process(records, 0)
+    elif mode != "load":
+        _part(mode, processor, work)
+
+
+def _part(mode: str, processor: Any, work: list[list[Any]]) -> None:
+    """The steps of `PARTS` before "decide", on envelopes (what the worker does, in stages)."""
+    from tollguard.engine.events import _decode_events, _flat_envelope
+
+    parser = processor.parser
+    for records in work:
+        runs: dict[int, list[Any]] = {}
+        for record in records:
+            if mode == "decode":
+                _decode_events(record.value)
+            elif mode == "flat":
+                _flat_envelope(record.value, len(_decode_events(record.value)))
+            else:
+                runs.setdefault(record.partition, []).extend(parser.parse_envelope(record.value))
+        if mode == "engine":
+            for partition, events in runs.items():
+                processor.engine(partition).process_batch(events, [])
 
 
 def start(mode: str, data: Path, out: Path) -> subprocess.Popen[bytes]:
@@ -107,32 +151,43 @@ def collected(run: subprocess.Popen[bytes], what: str) -> int:
     return int(found.group(1))
 
 
-def measure(paths: list[str], events: int, lines: int, tmp: Path) -> dict[str, dict[str, int]]:
+def measure(
+    paths: list[str], events: int, lines: int, tmp: Path, parts: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Instructions an event per path; with `parts`, the envelope path's steps too."""
     from bench.throughput import say
 
-    runs: dict[str, tuple[int, subprocess.Popen[bytes], subprocess.Popen[bytes]]] = {}
+    runs: dict[str, tuple[int, dict[str, subprocess.Popen[bytes]]]] = {}
     for path in paths:
         data = tmp / f"{path}.pickle"
         work = batches(path, events, lines)
         data.write_bytes(pickle.dumps(work))
         records = sum(len(fetch) for fetch in work)
-        decide = start("decide", data, tmp / f"{path}.decide.out")
-        load = start("load", data, tmp / f"{path}.load.out")
-        runs[path] = (records, decide, load)
+        modes = ["load", *(m for m, _ in PARTS)] if parts and path == "envelopes" else []
+        children = {m: start(m, data, tmp / f"{path}.{m}.out") for m in modes or ["load", "decide"]}
+        runs[path] = (records, children)
     say(f"counting {events} events on {', '.join(paths)} under callgrind (minutes)...")
-    results: dict[str, dict[str, int]] = {}
+    results: dict[str, dict[str, Any]] = {}
     try:
-        for path, (records, decide, load) in runs.items():
-            cost = collected(decide, f"{path}, decide") - collected(load, f"{path}, load")
+        for path, (records, children) in runs.items():
+            counts = {mode: collected(run, f"{path}, {mode}") for mode, run in children.items()}
             results[path] = {
                 "events": events,
                 "records": records,
-                "instructions_per_event": round(cost / events),
+                "instructions_per_event": round((counts["decide"] - counts["load"]) / events),
             }
             say(f"{path}: {results[path]['instructions_per_event']:,} instructions an event")
+            if len(counts) > 2:
+                steps = list(counts.values())
+                results[path]["parts"] = {
+                    what: round((after - before) / events)
+                    for (_, what), before, after in zip(PARTS, steps[:-1], steps[1:], strict=True)
+                }
+                for what, n in results[path]["parts"].items():
+                    say(f"  {n:7,}  {what}")
     finally:
-        for _, *children in runs.values():
-            for run in children:
+        for _, children in runs.values():
+            for run in children.values():
                 if run.poll() is None:
                     run.kill()
                     run.wait()
@@ -144,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--lines", type=int, default=10_000)
     ap.add_argument("--path", default=",".join(PATHS), help="envelopes, single, or both")
+    ap.add_argument(
+        "--parts",
+        action="store_true",
+        help="also split the envelope path into its steps (five more runs, longer)",
+    )
     ap.add_argument("--child", nargs=2, metavar=("MODE", "DATA"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -156,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: run scripts/install_test_tools.sh")
     with tempfile.TemporaryDirectory(prefix="tollguard-instructions-") as tmp:
-        results = measure(paths, args.events, args.lines, Path(tmp))
+        results = measure(paths, args.events, args.lines, Path(tmp), args.parts)
     version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
     print(
         json.dumps(
