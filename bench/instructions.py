@@ -52,16 +52,15 @@ def batches(
     path: str, events: int, lines: int, partitions: int = 4
 ) -> list[list[tuple[int, bytes]]]:
     """(partition, value) records as fetches bring them: grouped by partition within a fetch."""
-    from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
-
     from bench.throughput import envelopes, synthetic_events
+    from tollguard.adapters.packer import partition_for
 
     source = synthetic_events(events, lines)
     if path == "envelopes":
         records = [(p, v) for p, _, v, _ in envelopes(source, partitions, 500)]
         size = ENVELOPES_PER_BATCH
     else:
-        records = [((murmur2(k) & 0x7FFFFFFF) % partitions, v) for k, v in source]
+        records = [(partition_for(k.decode(), partitions), v) for k, v in source]
         size = SINGLE_PER_BATCH
     chunks = [records[i : i + size] for i in range(0, len(records), size)]
     return [sorted(chunk, key=lambda r: r[0]) for chunk in chunks]

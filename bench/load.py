@@ -37,13 +37,14 @@ async def run(
     that has been running does.
     """
     from aiokafka import AIOKafkaProducer
-    from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+
+    from tollguard.adapters.packer import partition_for
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
     await producer.start()
     partitions = len(await producer.partitions_for(topic))
     names = [f"load-{i:06d}".encode() for i in range(lines)]
-    where = [(murmur2(k) & 0x7FFFFFFF) % partitions for k in names]
+    where = [partition_for(k.decode(), partitions) for k in names]
     # This process shares the machine with the worker it loads, so the loop
     # only formats and appends: random draws are made before the clock starts
     # (a pool long enough that a line repeats a number only every ~14 s at

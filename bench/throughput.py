@@ -116,11 +116,11 @@ def envelopes(
     Each event goes to the partition Kafka's default partitioner gives its key
     (murmur2, as for single events), so a line's events stay on one partition.
     """
-    from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+    from tollguard.adapters.packer import partition_for
 
     pending: dict[int, list[bytes]] = {}
     for key, value in records:
-        p = (murmur2(key) & 0x7FFFFFFF) % partitions
+        p = partition_for(key.decode(), partitions)
         batch = pending.setdefault(p, [])
         batch.append(value)
         if len(batch) >= size:
