@@ -162,8 +162,8 @@ def measure(
         work = batches(path, events, lines)
         data.write_bytes(pickle.dumps(work))
         records = sum(len(fetch) for fetch in work)
-        modes = ["load", *(m for m, _ in PARTS)] if parts and path == "envelopes" else []
-        children = {m: start(m, data, tmp / f"{path}.{m}.out") for m in modes or ["load", "decide"]}
+        steps = [m for m, _ in PARTS] if parts and path == "envelopes" else ["decide"]
+        children = {m: start(m, data, tmp / f"{path}.{m}.out") for m in ["load", *steps]}
         runs[path] = (records, children)
     say(f"counting {events} events on {', '.join(paths)} under callgrind (minutes)...")
     results: dict[str, dict[str, Any]] = {}
