@@ -57,6 +57,7 @@ from tests.conftest import TopicFactory
 from tests.e2e.sip_support import Loop, metric, missing_sip_tools
 from tests.e2e.sip_support import wait_for as sip_wait
 from tests.e2e.support import WorkerProcess, events_as_records, isolated_settings, produce
+from tests.unit.test_hep import invite
 from tollguard.adapters.hep import build_hep
 from tollguard.app.topics import ensure_tollguard_topics
 from tollguard.brokers._process import free_port, stop_group
@@ -537,18 +538,6 @@ def sip_tools() -> None:
         pytest.skip(missing)
 
 
-def _invite(call_id: str, line: str, callee: str) -> bytes:
-    return (
-        f"INVITE sip:{callee}@10.0.0.1:5060 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-1\r\n"
-        f"From: <sip:{line}@127.0.0.1:5090>;tag=abc\r\n"
-        f"To: <sip:{callee}@10.0.0.1>\r\n"
-        f"Call-ID: {call_id}\r\n"
-        "CSeq: 1 INVITE\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-
-
 def test_adapter_panels_and_alerts(
     prometheus_tools: None,
     sip_tools: None,
@@ -642,7 +631,7 @@ def test_adapter_panels_and_alerts(
         # that is not HEP.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             for n in range(20):
-                sip = _invite(f"hep-{n}@pbx", f"pbx-hep-{n % 4}", "0312345678")
+                sip = invite(f"hep-{n}@pbx", f"pbx-hep-{n % 4}", "0312345678")
                 udp.sendto(
                     build_hep(sip, ts_ms=int(time.time() * 1000)), ("127.0.0.1", loop.hep_port)
                 )
